@@ -1,0 +1,73 @@
+"""Figures of a run, as PNG files (matplotlib, no display)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def score_distribution(ranked: list[tuple[str, float]], selected: set[str], tau: float, path: Path) -> Path:
+    """All heads' retrieval scores, best first; selected heads in red, tau dashed (paper Fig. 4)."""
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    names = [name for name, _ in ranked]
+    values = [value for _, value in ranked]
+    colors = ["tab:red" if name in selected else "tab:gray" for name in names]
+    ax.bar(range(len(values)), values, color=colors, width=0.9)
+    ax.axhline(tau, linestyle="--", color="black", linewidth=1, label=f"tau = {tau:g}")
+    ax.set_xlabel("heads, sorted by retrieval score")
+    ax.set_ylabel("retrieval score")
+    ax.set_title(f"Retrieval-score distribution ({len(selected)} heads masked, in red)")
+    ax.legend()
+    return _save(fig, path)
+
+
+def training_curves(log: list[dict], path: Path) -> Path:
+    """DPO reward margins and accuracies over steps."""
+    steps = [row["step"] for row in log]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(steps, [row.get("rewards/margins", 0.0) for row in log], marker="o")
+    left.set_title("reward margin (chosen - rejected)")
+    left.set_xlabel("step")
+    right.plot(steps, [row.get("rewards/accuracies", 0.0) for row in log], marker="o", color="tab:green")
+    right.set_title("reward accuracy")
+    right.set_xlabel("step")
+    right.set_ylim(-0.05, 1.05)
+    return _save(fig, path)
+
+
+def retrieval_before_after(per_head: dict[str, dict], path: Path) -> Path:
+    """Each head's score before vs after DPO; masked heads in red (paper Fig. 5)."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for masked, color, label in ((False, "tab:gray", "other heads"), (True, "tab:red", "masked heads")):
+        points = [(v["before"], v["after"]) for v in per_head.values() if v["masked"] == masked]
+        if points:
+            ax.scatter(*zip(*points), color=color, label=label, s=18)
+    top = max([max(v["before"], v["after"]) for v in per_head.values()] + [0.01]) * 1.05
+    ax.plot([0, top], [0, top], linestyle=":", color="black", linewidth=1)
+    ax.set_xlabel("retrieval score before DPO")
+    ax.set_ylabel("retrieval score after DPO")
+    ax.legend()
+    return _save(fig, path)
+
+
+def niah_bars(accuracies: dict[str, float], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    names = list(accuracies)
+    ax.bar(names, [accuracies[n] for n in names],
+           color=["tab:red" if n == "ablated" else "tab:blue" for n in names])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("NIAH accuracy")
+    ax.tick_params(axis="x", rotation=20)
+    return _save(fig, path)

@@ -1,0 +1,158 @@
+"""The report of one finished run: `report/index.md` plus PNG figures, from the run's files alone.
+
+Every number is read from a stage's outputs; nothing here is computed twice or written in.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from analysis import figures
+from retmask.io import read_json, read_jsonl, write_text
+from retmask.rundir import RunDir
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    def cell(value) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _stage_times(run: RunDir) -> list[list]:
+    manifest = run.read_manifest().get("stages", {})
+    rows = []
+    for name, entry in manifest.items():
+        seconds = run.shard_seconds(name)
+        wall = entry.get("wall_seconds")
+        rows.append([name, entry.get("shards", len(seconds)), round(sum(seconds), 1),
+                     "skipped (up to date)" if entry.get("skipped") else (wall if wall is not None else "-")])
+    return rows
+
+
+def _retrieval_section(run: RunDir, tau: float, out: Path) -> list[str]:
+    summary = read_json(run.stage_dir("merge_scores") / "summary.json")
+    selection = read_json(run.stage_dir("select_heads") / "heads.json")
+    ranked = [(name, score) for name, score in summary["ranked"]]
+    figures.score_distribution(ranked, set(selection["heads"]), tau, out / "retrieval_scores.png")
+    top = [[name, score, "yes" if name in selection["heads"] else ""] for name, score in ranked[:10]]
+    conc = summary["concentration"]
+    return [
+        "## Retrieval heads",
+        f"Detection kept {summary['kept']} of {summary['instances']} NIAH instances. Selection rule "
+        f"`{selection['rule']}` chose {selection['count']} heads: {', '.join(selection['heads'])}.",
+        "",
+        "![retrieval-score distribution](retrieval_scores.png)",
+        "",
+        _table(["head", "retrieval score", "masked"], top),
+        "",
+        "Concentration of the score distribution:",
+        "",
+        _table(list(conc), [list(conc.values())]),
+    ]
+
+
+def _niah_section(run: RunDir, out: Path) -> list[str]:
+    niah = read_json(run.stage_dir("evaluate") / "niah.json")
+    accuracies = {name: entry["accuracy"] for name, entry in niah.items()}
+    controls = [v for k, v in accuracies.items() if k.startswith("random_control")]
+    figures.niah_bars(accuracies, out / "niah_accuracy.png")
+    rows = [[name, len(entry["masked_heads"]), entry["accuracy"]] for name, entry in niah.items()]
+    lines = [
+        "## NIAH accuracy: normal, ablated, random-mask controls, trained",
+        "",
+        "![NIAH accuracy](niah_accuracy.png)",
+        "",
+        _table(["model", "heads masked", "accuracy"], rows),
+    ]
+    if controls:
+        mean_control = sum(controls) / len(controls)
+        lines += ["", f"Ablated accuracy {accuracies['ablated']:.3f} vs normal {accuracies['base']:.3f} and "
+                      f"vs random non-retrieval masks of the same size {mean_control:.3f} "
+                      f"(mean of {len(controls)} draws)."]
+    return lines
+
+
+def _pairs_section(run: RunDir) -> list[str]:
+    stats = read_json(run.stage_dir("pairs") / "statistics.json")
+    dropped = stats.pop("dropped")
+    return [
+        "## Preference pairs",
+        "",
+        _table(["pairs", "mean input tokens", "mean chosen tokens", "mean rejected tokens"],
+               [[stats["pairs"], stats["mean_input_tokens"], stats["mean_chosen_tokens"],
+                 stats["mean_rejected_tokens"]]]),
+        "",
+        "Dropped: " + (", ".join(f"{k} {v}" for k, v in dropped.items()) if dropped else "none"),
+    ]
+
+
+def _training_section(run: RunDir, out: Path) -> list[str]:
+    log = read_jsonl(run.stage_dir("train") / "train_log.jsonl")
+    if not log:
+        return ["## DPO", "", "No training log entries."]
+    figures.training_curves(log, out / "dpo_training.png")
+    keys = ["loss", "rewards/margins", "rewards/accuracies"]
+    first, last = log[0], log[-1]
+    return [
+        "## DPO",
+        "",
+        "![DPO margins and accuracies](dpo_training.png)",
+        "",
+        _table(["", "step"] + keys, [["first", first["step"]] + [first.get(k, "-") for k in keys],
+                                      ["last", last["step"]] + [last.get(k, "-") for k in keys]]),
+    ]
+
+
+def _change_section(run: RunDir, out: Path) -> list[str]:
+    change = read_json(run.stage_dir("evaluate") / "retrieval_change.json")
+    figures.retrieval_before_after(change["per_head"], out / "retrieval_before_after.png")
+    masked = sorted(((n, v) for n, v in change["per_head"].items() if v["masked"]), key=lambda item: item[0])
+    return [
+        "## Retrieval scores before vs after DPO",
+        "",
+        "![before vs after](retrieval_before_after.png)",
+        "",
+        _table(["", "mean change"], [["masked heads", change["masked_mean_delta"]],
+                                     ["other heads", change["other_mean_delta"]]]),
+        "",
+        _table(["masked head", "before", "after"], [[n, v["before"], v["after"]] for n, v in masked]),
+        "",
+        f"Mean retrieval score of all heads: {change['mean_before']:.4f} before, {change['mean_after']:.4f} after.",
+    ]
+
+
+def write_run_report(run: RunDir, tau: float) -> Path:
+    out = run.report_dir
+    lines = [f"# RetMask run report: {run.root.name}", ""]
+    toy = run.stage_dir("toy_model") / "toy_model.json"
+    if toy.is_file():
+        summary = read_json(toy)["summary"]
+        lines += [f"Toy model: {summary['parameters']:,} parameters, held-out exact copy "
+                  f"{summary['held_out_exact_match']:.3f}, trained in {summary['train_seconds']} s.", ""]
+    for section in (_retrieval_section(run, tau, out), _niah_section(run, out), _pairs_section(run),
+                    _training_section(run, out), _change_section(run, out)):
+        lines += section + [""]
+    lines += ["## Stage times", "", _table(["stage", "shards", "compute s (sum of shards)", "wall s"],
+                                           _stage_times(run)), ""]
+    path = out / "index.md"
+    write_text(path, "\n".join(lines))
+    write_text(out / "metrics.json", json.dumps(_headline(run), indent=2) + "\n")
+    return path
+
+
+def _headline(run: RunDir) -> dict:
+    """The run's key figures in one machine-readable file, for cross-run analysis."""
+    niah = read_json(run.stage_dir("evaluate") / "niah.json")
+    change = read_json(run.stage_dir("evaluate") / "retrieval_change.json")
+    log = read_jsonl(run.stage_dir("train") / "train_log.jsonl")
+    return {
+        "niah_accuracy": {name: entry["accuracy"] for name, entry in niah.items()},
+        "masked_heads": read_json(run.stage_dir("select_heads") / "heads.json")["heads"],
+        "masked_mean_delta": change["masked_mean_delta"],
+        "other_mean_delta": change["other_mean_delta"],
+        "final_margin": log[-1].get("rewards/margins") if log else None,
+        "pairs": read_json(run.stage_dir("pairs") / "statistics.json"),
+    }

@@ -1,0 +1,183 @@
+"""The `retmask` command."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from retmask.config import ConfigError, load_config, save_config
+from retmask.errors import UserError
+
+
+def _fail(message: str) -> int:
+    print(f"retmask: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_toy_model(args) -> int:
+    from retmask.config import ToyModelConfig
+    from retmask.toy.train import train_toy_model
+
+    out = Path(args.out_dir)
+    if out.exists() and any(out.iterdir()):
+        return _fail(f"{out} exists and is not empty; give a new directory (nothing is overwritten)")
+    recipe = ToyModelConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    summary = train_toy_model(recipe, out)
+    print(f"toy model saved to {out}: held-out exact copy {summary['held_out_exact_match']:.3f}, "
+          f"{summary['train_seconds']} s")
+    return 0
+
+
+def _prepare_run(args):
+    from retmask.rundir import RunDir
+
+    cfg = load_config(args.config, args.set or [])
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    run = RunDir(cfg.run_dir)
+    if run.config_path.is_file():
+        previous = run.config_path.read_text()
+        save_config(cfg, run.root / ".config.new.yaml")
+        current = (run.root / ".config.new.yaml").read_text()
+        (run.root / ".config.new.yaml").unlink()
+        if previous != current:  # keep the config the earlier outputs were made with
+            history = run.root / "superseded" / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+            history.parent.mkdir(parents=True, exist_ok=True)
+            history.write_text(previous)
+    save_config(cfg, run.config_path)
+    return cfg, run
+
+
+def cmd_run(args) -> int:
+    from jobs.local import LocalPipeline, PipelineFailed
+
+    cfg, run = _prepare_run(args)
+    if cfg.execution.cluster != "local":
+        return _fail(f"execution.cluster is {cfg.execution.cluster!r}; `retmask run` runs locally (cluster 'local')")
+    started = time.perf_counter()
+    print(f"run directory: {run.root}")
+    try:
+        LocalPipeline(cfg, run).execute(args.max_parallel or cfg.execution.max_parallel)
+    except PipelineFailed as error:
+        return _fail(str(error))
+    print(f"finished in {time.perf_counter() - started:.1f}s; report: {run.report_dir / 'index.md'}")
+    return 0
+
+
+def _parse_lengths(text: str) -> list[int]:
+    try:
+        start, end, count = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--lengths {text!r}: expected START:END:COUNT, e.g. 1000:8000:4") from None
+    return [start, end, count]
+
+
+def cmd_detect(args) -> int:
+    """Detection alone, in this process, for any local HF causal LM."""
+    from retmask.config import DetectionConfig, ModelConfig
+    from retmask.detection import detect_instances, merge_records
+    from retmask.generation import load_model
+    from retmask.heads import concentration, mean_scores, ranked
+    from retmask.io import write_json
+    from retmask.niah import build_instances
+    from retmask.rows import RowFile
+
+    model_dir = Path(args.model)
+    if not (model_dir / "config.json").is_file():
+        return _fail(f"--model {model_dir}: not a local HF checkpoint directory (no config.json)")
+    detection = DetectionConfig(haystack=args.haystack, needles=args.needles, template=args.template,
+                                lengths=_parse_lengths(args.lengths), depths=args.depths,
+                                max_new_tokens=args.max_new_tokens, rouge_threshold=args.rouge_threshold)
+    detection.validate("detect")
+    ModelConfig(path=str(model_dir), dtype=args.dtype).validate("model")
+    out = Path(args.out)
+    model, tokenizer = load_model(model_dir, args.dtype)
+    instances = build_instances(tokenizer, detection.haystack, detection.needles, detection.lengths,
+                                detection.depths, detection.template)
+    rows = RowFile(out / "records.jsonl")
+    finished = {row["instance_id"] for row in rows.existing()}
+    todo = [i for i in instances if i.instance_id not in finished]
+    print(f"{len(instances)} instances, {len(instances) - len(todo)} already scored")
+    for record in detect_instances(model, tokenizer, todo, detection.max_new_tokens, detection.rouge_threshold):
+        rows.append([record])
+    per_instance = merge_records(rows.existing(), model.config.num_hidden_layers, model.config.num_attention_heads)
+    scores = mean_scores(per_instance)
+    write_json(out / "retrieval_scores.json", per_instance)
+    write_json(out / "summary.json", {"ranked": [[n, round(s, 6)] for n, s in ranked(scores)],
+                                      "concentration": concentration(scores, args.tau)})
+    for name, score in ranked(scores)[:10]:
+        print(f"{name}\t{score:.4f}")
+    print(f"scores written to {out / 'retrieval_scores.json'}")
+    return 0
+
+
+def cmd_mask(args) -> int:
+    from retmask.io import read_json
+    from retmask.masking import heads_from_names, write_masked_checkpoint
+
+    if bool(args.heads) == bool(args.heads_file):
+        return _fail("give exactly one of --heads L3-H7,L2-H1 or --heads-file heads.json")
+    names = args.heads.split(",") if args.heads else read_json(args.heads_file)["heads"]
+    out = Path(args.out)
+    if out.exists():
+        return _fail(f"{out} exists; give a new directory (nothing is overwritten)")
+    write_masked_checkpoint(args.model, heads_from_names(names), out)
+    print(f"masked checkpoint ({len(names)} heads) written to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retmask", description="RetMask: retrieval-head masking for DPO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    toy = sub.add_parser("toy-model", help="train the toy model with retrieval heads into OUT_DIR")
+    toy.add_argument("out_dir")
+    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--steps", type=int, default=0, help="training steps (default: the recipe's)")
+    toy.set_defaults(func=cmd_toy_model)
+
+    run = sub.add_parser("run", help="run every stage of an experiment on this machine")
+    run.add_argument("config")
+    run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
+    run.add_argument("--run-dir", help="run directory (default: the config's run_dir, else runs/<name>)")
+    run.add_argument("--max-parallel", type=int, default=0, help="processes at once (default: the config's)")
+    run.set_defaults(func=cmd_run)
+
+    detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM")
+    detect.add_argument("--model", required=True)
+    detect.add_argument("--haystack", required=True, help="text file or folder of .txt files")
+    detect.add_argument("--needles", required=True, help="jsonl of {needle, question, answer}")
+    detect.add_argument("--template", default="{context} {question}")
+    detect.add_argument("--lengths", default="1000:4000:4", help="START:END:COUNT context lengths in tokens")
+    detect.add_argument("--depths", type=int, default=5)
+    detect.add_argument("--max-new-tokens", type=int, default=64)
+    detect.add_argument("--rouge-threshold", type=float, default=0.5)
+    detect.add_argument("--tau", type=float, default=0.1)
+    detect.add_argument("--dtype", default="bfloat16")
+    detect.add_argument("--out", required=True)
+    detect.set_defaults(func=cmd_detect)
+
+    mask = sub.add_parser("mask", help="write a masked checkpoint that reuses the model's weight files")
+    mask.add_argument("--model", required=True)
+    mask.add_argument("--heads", help="comma-separated heads, e.g. L3-H7,L2-H1")
+    mask.add_argument("--heads-file", help="json with a 'heads' list (a select_heads output)")
+    mask.add_argument("--out", required=True)
+    mask.set_defaults(func=cmd_mask)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UserError, FileNotFoundError) as error:
+        return _fail(str(error))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Stage: retrieval-head detection over one contiguous slice of the NIAH instances.
+
+Records are appended per instance, so a restarted shard continues where it stopped.
+"""
+from __future__ import annotations
+
+from retmask.config import ExperimentConfig
+from retmask.rows import RowFile
+from retmask.rundir import RunDir, shard_slice
+
+
+def shard_path(run: RunDir, stage: str, shard: int):
+    return run.stage_dir(stage) / "shards" / f"{shard:05d}.jsonl"
+
+
+def detection_instances(cfg: ExperimentConfig, tokenizer):
+    from retmask.niah import build_instances
+
+    d = cfg.detection
+    return build_instances(tokenizer, d.haystack, d.needles, d.lengths, d.depths, d.template)
+
+
+def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    from retmask.detection import detect_instance
+    from retmask.generation import load_model
+
+    model, tokenizer = load_model(cfg.model.path, cfg.model.dtype)
+    instances = detection_instances(cfg, tokenizer)
+    mine = [instances[i] for i in shard_slice(len(instances), cfg.detection.shards, shard)]
+    rows = RowFile(shard_path(run, "detect", shard))
+    finished = {row["instance_id"] for row in rows.existing()}
+    for instance in mine:
+        if instance.instance_id not in finished:
+            rows.append([detect_instance(model, tokenizer, instance, cfg.detection.max_new_tokens,
+                                         cfg.detection.rouge_threshold)])

@@ -1,0 +1,149 @@
+"""Run the whole stage graph on this machine through submitit's LocalExecutor.
+
+LocalExecutor starts real processes but knows no dependencies and no parallelism cap, so this
+module orders shards by the graph and keeps at most `max_parallel` running at once. Shards already
+done under the current fingerprint are skipped; outputs of another fingerprint are moved aside.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import submitit
+
+from jobs.pipeline import Stage, build_stages, stage_fingerprints
+from jobs.runner import run_shard
+from retmask.config import ExperimentConfig
+from retmask.rundir import RunDir
+
+POLL_SECONDS = 0.2
+
+
+class PipelineFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class StageProgress:
+    stage: Stage
+    fingerprint: str
+    shards: int
+    done: set[int]
+    failed: dict[int, str] = field(default_factory=dict)
+    job_ids: dict[int, str] = field(default_factory=dict)
+    started: float | None = None
+    finished: float | None = None
+    skipped: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == self.shards
+
+    def record(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "depends": list(self.stage.depends),
+            "shards": self.shards,
+            "done": sorted(self.done),
+            "failed": {str(k): v for k, v in sorted(self.failed.items())},
+            "job_ids": {str(k): v for k, v in sorted(self.job_ids.items())},
+            "state": "done" if self.complete else ("failed" if self.failed else "pending"),
+            "skipped": self.skipped,
+            "wall_seconds": round(self.finished - self.started, 2) if self.started and self.finished else None,
+        }
+
+
+def _last_error_line(job) -> str:
+    try:
+        lines = [line for line in Path(job.paths.stderr).read_text().splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    return (errors or lines or ["no output"])[-1].strip()
+
+
+class LocalPipeline:
+    def __init__(self, cfg: ExperimentConfig, run: RunDir, log=print):
+        self.cfg = cfg
+        self.run = run
+        self.log = log
+        self.stages = build_stages(cfg)
+        prints = stage_fingerprints(cfg, self.stages)
+        self.progress: dict[str, StageProgress] = {}
+        for stage in self.stages:
+            on_disk = run.stage_fingerprint_on_disk(stage.name)
+            if on_disk is not None and on_disk != prints[stage.name]:
+                moved = run.supersede(stage.name)
+                self.log(f"[{stage.name}] config changed: earlier outputs kept in {moved}")
+            done = run.done_shards(stage.name, prints[stage.name])
+            count = stage.shards(cfg)
+            self.progress[stage.name] = StageProgress(stage, prints[stage.name], count, done,
+                                                      skipped=len(done) == count)
+
+    def _ready(self, name: str) -> bool:
+        return all(self.progress[dep].complete for dep in self.progress[name].stage.depends)
+
+    def _write_manifest(self) -> None:
+        self.run.write_manifest({
+            "executor": "local",
+            "updated": time.time(),
+            "stages": {name: p.record() for name, p in self.progress.items()},
+        })
+
+    def execute(self, max_parallel: int) -> dict[str, StageProgress]:
+        attempt = time.strftime("%Y%m%d-%H%M%S")
+        executors = {}
+        queue = [(p.stage, shard) for p in self.progress.values() for shard in range(p.shards) if shard not in p.done]
+        for p in self.progress.values():
+            if p.skipped:
+                self.log(f"[{p.stage.name}] up to date, skipped")
+        running: list[tuple[Stage, int, submitit.Job]] = []
+        self._write_manifest()
+        while queue or running:
+            blocked = any(p.failed for p in self.progress.values())
+            while not blocked and len(running) < max_parallel:
+                ready = next((item for item in queue if self._ready(item[0].name)), None)
+                if ready is None:
+                    break
+                queue.remove(ready)
+                stage, shard = ready
+                if stage.name not in executors:
+                    executor = submitit.LocalExecutor(folder=self.run.log_dir(stage.name) / attempt)
+                    executor.update_parameters(timeout_min=24 * 60)
+                    executors[stage.name] = executor
+                job = executors[stage.name].submit(run_shard, str(self.run.root), stage.name, shard)
+                progress = self.progress[stage.name]
+                progress.job_ids[shard] = str(job.job_id)
+                progress.started = progress.started or time.time()
+                running.append((stage, shard, job))
+                self._write_manifest()
+            if blocked and not running:
+                break
+            time.sleep(POLL_SECONDS)
+            for item in [r for r in running if r[2].done()]:
+                running.remove(item)
+                self._finish(*item)
+            if not running and queue and not any(self._ready(s.name) for s, _ in queue) and not blocked:
+                raise PipelineFailed("no runnable stage: the stage graph has a cycle or a missing dependency")
+        failed = {name: p.failed for name, p in self.progress.items() if p.failed}
+        if failed:
+            lines = [f"  {name} shard {shard}: {error}" for name, errors in failed.items()
+                     for shard, error in errors.items()]
+            raise PipelineFailed("stages failed:\n" + "\n".join(lines) +
+                                 f"\nlogs under {self.run.root / 'logs'}; rerun the same command to resume")
+        return self.progress
+
+    def _finish(self, stage: Stage, shard: int, job: submitit.Job) -> None:
+        progress = self.progress[stage.name]
+        try:
+            job.result()
+        except Exception:  # the job's own traceback is in its log
+            progress.failed[shard] = _last_error_line(job)
+            self.log(f"[{stage.name}] shard {shard} FAILED: {progress.failed[shard]} (log: {job.paths.stderr})")
+        else:
+            progress.done.add(shard)
+            if progress.complete:
+                progress.finished = time.time()
+                self.log(f"[{stage.name}] done in {progress.finished - progress.started:.1f}s")
+        self._write_manifest()

@@ -1,0 +1,336 @@
+"""Typed experiment configuration: YAML -> nested dataclasses, validated on load.
+
+Kept free of torch/transformers imports so a login node can load, validate and submit quickly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from retmask.errors import UserError
+from retmask.io import fingerprint
+
+
+class ConfigError(UserError):
+    """A configuration problem, stated with the key at fault and what would be right."""
+
+
+@dataclass
+class ToyModelConfig:
+    """Recipe of the toy model; its hash keys the cache."""
+
+    seed: int = 0
+    steps: int = 1100
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    decay_fraction: float = 0.3
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    layers: int = 4
+    heads: int = 8
+    min_haystack: int = 24
+    max_haystack: int = 64
+    min_values: int = 4
+    max_values: int = 10
+    eval_examples: int = 300
+    prompts: int = 512
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ModelConfig:
+    # A local HF checkpoint directory, or "toy" for the cached toy model of the `toy_model` recipe.
+    path: str = ""
+    dtype: str = "float32"
+
+    def validate(self, key: str) -> None:
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"{key}.dtype: {self.dtype!r} is not one of float32, bfloat16, float16")
+
+
+@dataclass
+class DetectionConfig:
+    haystack: str = ""  # text file or folder of .txt files
+    needles: str = ""  # jsonl of {needle, question, answer}
+    template: str = "{context} {question}"
+    lengths: list[int] = field(default_factory=lambda: [48, 96, 3])  # start, end, count (tokens)
+    depths: int = 5  # depths spread evenly over 0..100%
+    max_new_tokens: int = 16
+    rouge_threshold: float = 0.5
+    shards: int = 2
+
+    def validate(self, key: str) -> None:
+        if len(self.lengths) != 3 or self.lengths[0] > self.lengths[1] or self.lengths[2] < 1:
+            raise ConfigError(f"{key}.lengths: expected [start, end, count] with start <= end and count >= 1, "
+                              f"got {self.lengths}")
+        _positive(key, "depths", self.depths)
+        _positive(key, "shards", self.shards)
+        if "{context}" not in self.template or "{question}" not in self.template:
+            raise ConfigError(f"{key}.template must contain {{context}} and {{question}}, got {self.template!r}")
+
+
+@dataclass
+class SelectionConfig:
+    # threshold: score >= tau; top_k: the k best; random / non_retrieval: seeded draws of `count`
+    # heads (count defaults to the size of the threshold set).
+    rule: str = "threshold"
+    tau: float = 0.1
+    top_k: int = 0
+    count: int = 0
+    seed: int = 0
+
+    RULES = ("threshold", "top_k", "random", "non_retrieval")
+
+    def validate(self, key: str) -> None:
+        if self.rule not in self.RULES:
+            raise ConfigError(f"{key}.rule: {self.rule!r} is not one of {', '.join(self.RULES)}")
+        if self.rule == "top_k" and self.top_k < 1:
+            raise ConfigError(f"{key}.top_k must be >= 1 when rule is top_k, got {self.top_k}")
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.6
+    top_p: float = 1.0
+    max_new_tokens: int = 2048
+    seed: int = 0
+
+
+@dataclass
+class SynthesisConfig:
+    prompts: str = ""  # jsonl/parquet file or saved `datasets` directory
+    prompt_column: str = "messages"
+    max_prompts: int = 0  # 0 = all
+    shards: int = 2
+    batch_size: int = 16
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def validate(self, key: str) -> None:
+        _positive(key, "shards", self.shards)
+        _positive(key, "batch_size", self.batch_size)
+
+
+@dataclass
+class PairsConfig:
+    drop_identical: bool = True
+    drop_empty: bool = True
+
+
+@dataclass
+class TrainConfig:
+    beta: float = 0.1
+    learning_rate: float = 5e-7
+    min_learning_rate: float = 5e-8
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    per_device_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    epochs: float = 2.0
+    max_steps: int = -1
+    max_length: int = 4096
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    logging_steps: int = 1
+    seed: int = 0
+
+
+@dataclass
+class EvaluationConfig:
+    niah_lengths: list[int] = field(default_factory=lambda: [48, 128, 4])
+    niah_depths: int = 5
+    random_control_draws: int = 3
+    seed: int = 0
+
+
+@dataclass
+class ExecutionConfig:
+    cluster: str = "local"
+    max_parallel: int = 2
+
+    def validate(self, key: str) -> None:
+        _positive(key, "max_parallel", self.max_parallel)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = ""
+    run_dir: str = ""  # default: runs/<name>
+    strategy: str = "retrieval-mask"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    toy_model: ToyModelConfig | None = None
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+    STRATEGIES = ("retrieval-mask",)
+
+    def validate(self, key: str = "") -> None:
+        if not self.name:
+            raise ConfigError("name: missing; give the experiment a name (it names the run directory)")
+        if self.strategy not in self.STRATEGIES:
+            raise ConfigError(f"strategy: {self.strategy!r} is not one of {', '.join(self.STRATEGIES)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def section_fingerprint(self, *sections: str) -> str:
+        data = self.to_dict()
+        return fingerprint({name: data[name] for name in sections})
+
+
+def _positive(key: str, name: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{key}.{name} must be >= 1, got {value}")
+
+
+# ---------------------------------------------------------------- generic dataclass loading
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, options[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, "
+                              f"got {type(value).__name__} {value!r}")
+        return from_dict(tp, value, key)
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item_type)}, got {value!r}")
+        return [_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML reads 5e-7 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict, key: str = "") -> Any:
+    """Build dataclass `cls` from `data`; unknown keys and wrong types are errors naming the key."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    prefix = f"{key}." if key else ""
+    for name in data:
+        if name not in names:
+            raise ConfigError(f"{prefix}{name}: unknown key; allowed keys here: {', '.join(names)}")
+    values = {name: _coerce(data[name], hints[name], f"{prefix}{name}") for name in data}
+    obj = cls(**values)
+    for f in dataclasses.fields(cls):
+        child = getattr(obj, f.name)
+        if dataclasses.is_dataclass(child) and hasattr(child, "validate"):
+            child.validate(f"{prefix}{f.name}")
+    if hasattr(obj, "validate") and not key:
+        obj.validate()
+    return obj
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one `section.key=value` override (value parsed as YAML) to raw config data."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected section.key=value")
+    dotted, raw = assignment.split("=", 1)
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def toy_cache_root() -> Path:
+    return Path(os.environ.get("RETMASK_CACHE", Path.home() / ".cache" / "retmask")) / "toy-models"
+
+
+def toy_model_dir(recipe: ToyModelConfig) -> Path:
+    return toy_cache_root() / fingerprint(recipe.to_dict())
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Load, override, validate and resolve an experiment config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    config = from_dict(ExperimentConfig, data)
+    return resolve(config, base=path.parent)
+
+
+TOY_ASSET = "toy:"
+
+
+def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """Turn `toy`/`toy:<asset>` references into cache paths and check that local paths exist."""
+    if config.model.path == "toy":
+        if config.toy_model is None:
+            raise ConfigError("model.path is 'toy' but there is no toy_model section with its recipe")
+        config.model.path = str(toy_model_dir(config.toy_model))
+    elif not config.model.path:
+        raise ConfigError("model.path: missing; give a local HF checkpoint directory or 'toy'")
+    elif not Path(config.model.path).expanduser().is_dir():
+        raise ConfigError(f"model.path: {config.model.path} is not a directory; "
+                          "give a local HF checkpoint directory (models are never downloaded) or 'toy'")
+    if not config.run_dir:
+        config.run_dir = str(Path("runs") / config.name)
+
+    def data_path(key: str, value: str) -> str:
+        if value.startswith(TOY_ASSET):
+            if config.toy_model is None:
+                raise ConfigError(f"{key}: {value!r} names a toy asset but there is no toy_model section")
+            return str(toy_model_dir(config.toy_model) / "retmask_toy" / value[len(TOY_ASSET):])
+        if not value:
+            raise ConfigError(f"{key}: missing; give a local file path")
+        resolved = Path(value).expanduser()
+        if not resolved.is_absolute():
+            resolved = (base / resolved) if (base / resolved).exists() else resolved
+        if not resolved.exists():
+            raise ConfigError(f"{key}: {value} does not exist")
+        return str(resolved)
+
+    config.detection.haystack = data_path("detection.haystack", config.detection.haystack)
+    config.detection.needles = data_path("detection.needles", config.detection.needles)
+    config.synthesis.prompts = data_path("synthesis.prompts", config.synthesis.prompts)
+    return config
+
+
+def save_config(config: ExperimentConfig, path: Path) -> None:
+    from retmask.io import write_text
+
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,128 @@
+"""Ablation (RetMask eq. 2): zero each masked head's columns of the attention output projection.
+
+W_o maps the concatenated head outputs to the residual stream, so columns [h*d, (h+1)*d) of
+o_proj.weight carry head h alone. An o_proj bias sits on the output side and is not per head:
+it is left as it is.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from retmask.heads import Head, check_heads, head_name, parse_head
+from retmask.io import atomic_directory, fingerprint, write_json
+
+# Where o_proj lives in Llama, Mistral, Qwen2/Qwen3 and OLMo-style models.
+DEFAULT_O_PROJ = "model.layers.{layer}.self_attn.o_proj"
+MASKED_WEIGHTS_FILE = "retmask-masked-o_proj.safetensors"
+MASK_RECORD = "retmask_mask.json"
+
+
+def head_dim(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def o_proj_name(layer: int, pattern: str = DEFAULT_O_PROJ) -> str:
+    return pattern.format(layer=layer)
+
+
+def _o_proj(model, layer: int, pattern: str) -> torch.nn.Module:
+    name = o_proj_name(layer, pattern)
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"module {name} not found in {type(model).__name__}; pass the model's o_proj path "
+                         f"pattern (default {DEFAULT_O_PROJ})") from None
+
+
+def zero_head_columns(weight: torch.Tensor, heads_in_layer: list[int], dim: int) -> torch.Tensor:
+    """A copy of an o_proj weight with the columns of the given heads set to zero."""
+    masked = weight.clone()
+    for head in heads_in_layer:
+        masked[:, head * dim:(head + 1) * dim] = 0
+    return masked
+
+
+def _by_layer(heads: list[Head]) -> dict[int, list[int]]:
+    layers: dict[int, list[int]] = {}
+    for layer, head in heads:
+        layers.setdefault(layer, []).append(head)
+    return layers
+
+
+@torch.no_grad()
+def mask_heads_in_memory(model, heads: list[Head], pattern: str = DEFAULT_O_PROJ):
+    """Ablate `heads` of a loaded HF model in place and return it."""
+    config = model.config
+    check_heads(heads, config.num_hidden_layers, config.num_attention_heads)
+    dim = head_dim(config)
+    for layer, layer_heads in _by_layer(heads).items():
+        module = _o_proj(model, layer, pattern)
+        module.weight.copy_(zero_head_columns(module.weight, layer_heads, dim))
+    return model
+
+
+def heads_from_names(names: list[str]) -> list[Head]:
+    return [parse_head(name) for name in names]
+
+
+def mask_fingerprint(model_path: str | Path, heads: list[Head]) -> str:
+    """Names a masked checkpoint by what it is: the original model and the exact head set."""
+    path = Path(model_path).resolve()
+    weights = sorted(f.name for f in path.glob("*.safetensors"))
+    stamp = [(name, (path / name).stat().st_size, (path / name).stat().st_mtime_ns) for name in weights]
+    return fingerprint({"model": str(path), "weights": stamp, "heads": sorted(heads)})
+
+
+def _weight_map(model_dir: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        return dict(json.loads(index.read_text())["weight_map"])
+    single = model_dir / "model.safetensors"
+    if not single.is_file():
+        raise FileNotFoundError(f"{model_dir} has no model.safetensors or model.safetensors.index.json")
+    with safe_open(single, framework="pt") as handle:
+        return {key: single.name for key in handle.keys()}
+
+
+def write_masked_checkpoint(model_path: str | Path, heads: list[Head], out_dir: str | Path,
+                            pattern: str = DEFAULT_O_PROJ) -> Path:
+    """A loadable checkpoint of the masked model that reuses the original weight files.
+
+    Every original file is linked; one new safetensors file holds only the changed o_proj
+    weights, and the weight index points those tensors at it. Returns the checkpoint directory.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from transformers import AutoConfig
+
+    model_dir = Path(model_path).resolve()
+    config = AutoConfig.from_pretrained(model_dir)
+    check_heads(heads, config.num_hidden_layers, config.num_attention_heads)
+    dim = head_dim(config)
+    weight_map = _weight_map(model_dir)
+    out_dir = Path(out_dir)
+    changed: dict[str, torch.Tensor] = {}
+    for layer, layer_heads in _by_layer(heads).items():
+        key = o_proj_name(layer, pattern) + ".weight"
+        if key not in weight_map:
+            raise ValueError(f"tensor {key} not found in {model_dir}; pass the model's o_proj path pattern")
+        with safe_open(model_dir / weight_map[key], framework="pt") as handle:
+            changed[key] = zero_head_columns(handle.get_tensor(key), layer_heads, dim).contiguous()
+    with atomic_directory(out_dir) as tmp:
+        for item in model_dir.iterdir():
+            if item.name in ("model.safetensors.index.json", MASK_RECORD) or item.name.startswith("."):
+                continue
+            os.symlink(item, tmp / item.name)
+        save_file(changed, tmp / MASKED_WEIGHTS_FILE, metadata={"format": "pt"})
+        for key in changed:
+            weight_map[key] = MASKED_WEIGHTS_FILE
+        write_json(tmp / "model.safetensors.index.json", {"metadata": {}, "weight_map": weight_map})
+        write_json(tmp / MASK_RECORD, {"model": str(model_dir), "heads": [head_name(h) for h in sorted(heads)],
+                                       "o_proj_pattern": pattern})
+    return out_dir

@@ -1,0 +1,181 @@
+"""Needle-in-a-Haystack instances for any tokenizer.
+
+The needle goes at the requested depth of a haystack cut to the requested token length, moved
+back to the nearest boundary the tokenizer itself marks: the end of a sentence in its own tokens
+if one is near, else a token boundary. The depth actually used is recorded.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from retmask.errors import UserError
+from retmask.io import read_jsonl
+
+SENTENCE_ENDS = (".", "!", "?", "\n", "。", "！", "？")
+
+
+class NiahError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class Needle:
+    needle: str
+    question: str
+    answer: str
+
+
+@dataclass
+class NiahInstance:
+    instance_id: str
+    length: int  # requested context length in tokens (haystack + needle)
+    requested_depth: float  # percent
+    actual_depth: float  # percent of the haystack placed before the needle
+    needle_id: int
+    answer: str
+    input_ids: list[int]
+    needle_span: tuple[int, int]  # [start, end) token positions of the needle in input_ids
+
+    def record(self) -> dict:
+        """The instance's description, without its (long) token ids."""
+        data = asdict(self)
+        data.pop("input_ids")
+        data["prompt_tokens"] = len(self.input_ids)
+        return data
+
+
+def load_haystack(path: str | Path) -> str:
+    """Text of a file, or of all .txt files of a folder in name order."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+        text = "\n".join(f.read_text() for f in files)
+    elif path.is_file():
+        text = path.read_text()
+    else:
+        raise NiahError(f"haystack {path} does not exist; give a text file or a folder of .txt files")
+    if not text.strip():
+        raise NiahError(f"haystack {path} is empty; it must hold the text the needle is hidden in")
+    return text
+
+
+def load_needles(path: str | Path) -> list[Needle]:
+    path = Path(path)
+    if not path.is_file():
+        raise NiahError(f"needles file {path} does not exist; give a jsonl of {{needle, question, answer}}")
+    needles = []
+    for i, row in enumerate(read_jsonl(path)):
+        missing = {"needle", "question", "answer"} - set(row)
+        if missing:
+            raise NiahError(f"{path} line {i + 1}: missing {', '.join(sorted(missing))}; "
+                            "each line needs needle, question and answer")
+        needles.append(Needle(row["needle"], row["question"], row["answer"]))
+    if not needles:
+        raise NiahError(f"needles file {path} has no needles")
+    return needles
+
+
+def grid(start: int, end: int, count: int) -> list[int]:
+    if count == 1:
+        return [start]
+    return [round(start + (end - start) * i / (count - 1)) for i in range(count)]
+
+
+def depth_grid(count: int) -> list[float]:
+    return [100.0 * i / (count - 1) for i in range(count)] if count > 1 else [50.0]
+
+
+class HaystackTokens:
+    """A haystack tokenized once, with the character offset of every token and its sentence ends."""
+
+    def __init__(self, tokenizer, text: str):
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        self.text = text
+        self.offsets = encoded["offset_mapping"]
+        # Token index i is a sentence boundary when the text before token i ends a sentence.
+        self.sentence_starts = [
+            i for i in range(1, len(self.offsets))
+            if text[self.offsets[i - 1][0]:self.offsets[i][0]].rstrip(" \t").endswith(SENTENCE_ENDS)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def boundary_at_or_before(self, position: int, window: int) -> int:
+        """The nearest sentence start at or before `position` within `window` tokens, else `position`."""
+        i = bisect.bisect_right(self.sentence_starts, position) - 1
+        if i >= 0 and position - self.sentence_starts[i] <= window:
+            return self.sentence_starts[i]
+        return position
+
+    def text_of(self, start: int, end: int) -> str:
+        if start >= end:
+            return ""
+        return self.text[self.offsets[start][0]:self.offsets[end - 1][1]]
+
+
+def _render(tokenizer, template: str, context: str, question: str) -> str:
+    user = template.format(context=context, question=question)
+    if tokenizer.chat_template:
+        kwargs = {"enable_thinking": False}  # Qwen3: no reasoning during detection
+        return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                             add_generation_prompt=True, **kwargs)
+    return user
+
+
+def build_instance(
+    tokenizer,
+    haystack: HaystackTokens,
+    needle: Needle,
+    needle_id: int,
+    length: int,
+    depth: float,
+    template: str,
+    boundary_window: int = 64,
+) -> NiahInstance:
+    needle_tokens = len(tokenizer(needle.needle, add_special_tokens=False)["input_ids"])
+    hay_tokens = length - needle_tokens
+    if hay_tokens < 1:
+        raise NiahError(f"needle of {needle_tokens} tokens does not fit a context of {length} tokens; "
+                        "use context lengths longer than the needle")
+    if hay_tokens > len(haystack):
+        raise NiahError(f"context length {length} needs {hay_tokens} haystack tokens but the haystack has only "
+                        f"{len(haystack)}; give a longer haystack or shorter lengths")
+    position = haystack.boundary_at_or_before(round(hay_tokens * depth / 100.0), boundary_window)
+    before, after = haystack.text_of(0, position), haystack.text_of(position, hay_tokens)
+    context = " ".join(part for part in (before.rstrip(), needle.needle, after.lstrip()) if part)
+    prompt = _render(tokenizer, template, context, needle.question)
+    needle_start_char = prompt.index(needle.needle, prompt.index(context))
+    encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    span = _char_span_to_tokens(encoded["offset_mapping"], needle_start_char, needle_start_char + len(needle.needle))
+    return NiahInstance(
+        instance_id=f"L{length}-D{depth:g}-N{needle_id}",
+        length=length,
+        requested_depth=depth,
+        actual_depth=round(100.0 * position / hay_tokens, 2),
+        needle_id=needle_id,
+        answer=needle.answer,
+        input_ids=encoded["input_ids"],
+        needle_span=span,
+    )
+
+
+def _char_span_to_tokens(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    """Token positions [first, last + 1) of the tokens overlapping characters [start, end)."""
+    inside = [i for i, (s, e) in enumerate(offsets) if e > start and s < end]
+    return inside[0], inside[-1] + 1
+
+
+def build_instances(tokenizer, haystack_path, needles_path, lengths: list[int], depths: int,
+                    template: str) -> list[NiahInstance]:
+    """The full grid: every length × depth × needle, in a fixed order (shards slice it)."""
+    haystack = HaystackTokens(tokenizer, load_haystack(haystack_path))
+    needles = load_needles(needles_path)
+    instances = []
+    for length in grid(*lengths):
+        for depth in depth_grid(depths):
+            for needle_id, needle in enumerate(needles):
+                instances.append(build_instance(tokenizer, haystack, needle, needle_id, length, depth, template))
+    return instances

@@ -1,0 +1,183 @@
+"""Retrieval scores (Wu et al. 2025): which heads copy-paste from the needle while decoding.
+
+At each greedy step, every query head's attention argmax is computed from its query and the
+cached keys exactly as the model scores them (RoPE, scaling and mask included), chunked over the
+sequence, inside the model's own attention call. Attention weights are never materialized, so the
+prefill runs on SDPA/flash and long contexts fit.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+ARGMAX_CHUNK = 16384
+
+
+class _Recorder:
+    """Per-layer argmax positions of the newest query, filled during one decode step."""
+
+    def __init__(self, num_layers: int):
+        self.argmax: list[torch.Tensor | None] = [None] * num_layers
+
+
+_ACTIVE: _Recorder | None = None
+
+
+def head_argmax(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
+                scaling: float, chunk: int = ARGMAX_CHUNK) -> torch.Tensor:
+    """Argmax over key positions of each query head's attention logits, for a single query.
+
+    query: (batch, q_heads, 1, dim); key: (batch, kv_heads, seq, dim). Query heads share their
+    group's key head (GQA). Returns (batch, q_heads) positions.
+    """
+    batch, q_heads, _, dim = query.shape
+    kv_heads, seq = key.shape[1], key.shape[2]
+    grouped = query.reshape(batch, kv_heads, q_heads // kv_heads, dim).float()
+    best_value = torch.full((batch, kv_heads, q_heads // kv_heads), float("-inf"), device=query.device)
+    best_index = torch.zeros_like(best_value, dtype=torch.long)
+    for start in range(0, seq, chunk):
+        keys = key[:, :, start:start + chunk].float()
+        logits = torch.einsum("bkgd,bksd->bkgs", grouped, keys) * scaling
+        if attention_mask is not None:
+            mask = attention_mask[..., -1:, start:start + chunk]  # (batch or 1, 1 or heads, 1, chunk)
+            mask = mask.reshape(mask.shape[0], 1, 1, -1) if mask.shape[1] == 1 else \
+                mask.reshape(mask.shape[0], kv_heads, q_heads // kv_heads, -1)
+            logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask.float()
+        value, index = logits.max(dim=-1)  # first maximum, like argmax over softmax weights
+        better = value > best_value
+        best_value = torch.where(better, value, best_value)
+        best_index = torch.where(better, index + start, best_index)
+    return best_index.reshape(batch, q_heads)
+
+
+def _wrapping(base_name: str):
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+        if _ACTIVE is not None and query.shape[2] == 1:
+            scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+            _ACTIVE.argmax[module.layer_idx] = head_argmax(query, key, attention_mask, scale)
+        return ALL_ATTENTION_FUNCTIONS[base_name](module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+
+    return attention
+
+
+def install_argmax_attention(model) -> str:
+    """Switch `model` to a wrapper of its own attention implementation that can record argmaxes."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    base = model.config._attn_implementation
+    if base.startswith("retmask_argmax_"):
+        return base
+    if base == "eager":  # eager is not in the registry; SDPA computes the same attention
+        base = "sdpa"
+    name = f"retmask_argmax_{base}"
+    if name not in ALL_ATTENTION_FUNCTIONS:
+        ALL_ATTENTION_FUNCTIONS.register(name, _wrapping(base))
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+    model.set_attn_implementation(name)
+    return name
+
+
+@contextlib.contextmanager
+def _recording(num_layers: int):
+    global _ACTIVE
+    _ACTIVE = _Recorder(num_layers)
+    try:
+        yield _ACTIVE
+    finally:
+        _ACTIVE = None
+
+
+@dataclass
+class DetectionResult:
+    generated_ids: list[int]
+    hits: list[list[int]]  # [layer][head]: copies from inside the needle
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    from retmask.generation import _stop_ids as stop_ids
+
+    return set(stop_ids(model, tokenizer))
+
+
+@torch.no_grad()
+def detect_copy_hits(model, tokenizer, input_ids: list[int], needle_span: tuple[int, int],
+                     max_new_tokens: int) -> DetectionResult:
+    """Greedy decoding that counts, per query head, tokens copied from the needle span.
+
+    As in Wu et al., the prompt minus its last token is prefilled; every generated token then
+    comes from a single-query step whose attention is scored.
+    """
+    install_argmax_attention(model)
+    config = model.config
+    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    device = next(model.parameters()).device
+    ids = torch.tensor([input_ids], device=device)
+    prefill = model(input_ids=ids[:, :-1], use_cache=True)
+    cache = prefill.past_key_values
+    current = ids[:, -1:]
+    start, end = needle_span
+    needle_tokens = ids[0, start:end]
+    hits = torch.zeros((layers, heads), dtype=torch.long)
+    generated: list[int] = []
+    stops = _stop_ids(model, tokenizer)
+    with _recording(layers) as recorder:
+        for _ in range(max_new_tokens):
+            output = model(input_ids=current, past_key_values=cache, use_cache=True)
+            cache = output.past_key_values
+            token = int(output.logits[0, -1].argmax())
+            if token in stops:
+                break
+            generated.append(token)
+            for layer, positions in enumerate(recorder.argmax):
+                positions = positions[0].cpu()
+                in_needle = (positions >= start) & (positions < end)
+                copied = needle_tokens.cpu()[(positions - start).clamp(0, end - start - 1)] == token
+                hits[layer] += (in_needle & copied).long()
+            current = torch.tensor([[token]], device=device)
+    return DetectionResult(generated_ids=generated, hits=hits.tolist())
+
+
+@torch.no_grad()
+def naive_copy_hits(model, tokenizer, input_ids: list[int], needle_span: tuple[int, int],
+                    max_new_tokens: int) -> DetectionResult:
+    """Reference computation from materialized eager attention weights (slow; for tests)."""
+    config = model.config
+    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    ids = torch.tensor([input_ids])
+    cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
+    current = ids[:, -1:]
+    start, end = needle_span
+    hits = [[0] * heads for _ in range(layers)]
+    generated: list[int] = []
+    stops = _stop_ids(model, tokenizer)
+    for _ in range(max_new_tokens):
+        output = model(input_ids=current, past_key_values=cache, use_cache=True, output_attentions=True)
+        cache = output.past_key_values
+        token = int(output.logits[0, -1].argmax())
+        if token in stops:
+            break
+        generated.append(token)
+        for layer, attention in enumerate(output.attentions):
+            for head in range(heads):
+                j = int(attention[0, head, -1].argmax())
+                if start <= j < end and input_ids[j] == token:
+                    hits[layer][head] += 1
+        current = torch.tensor([[token]])
+    return DetectionResult(generated_ids=generated, hits=hits)
+
+
+def rouge1_recall(reference: str, response: str) -> float:
+    """ROUGE-1 recall of `reference` words in `response` (lower-cased alphanumeric words)."""
+    def words(text: str) -> Counter:
+        return Counter(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+
+    ref, resp = words(reference), words(response)
+    total = sum(ref.values())
+    return sum(min(count, resp[word]) for word, count in ref.items()) / total if total else 0.0

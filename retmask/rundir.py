@@ -1,0 +1,98 @@
+"""The run directory: the contract between stages.
+
+    <run>/config.yaml                     resolved experiment config
+    <run>/manifest.json                   per stage: fingerprint, shards, states, job ids, times
+    <run>/stages/<stage>/...              the stage's outputs
+    <run>/stages/<stage>/done/<k>.json    marker of finished shard k, with the stage fingerprint
+    <run>/logs/<stage>/                   job logs
+    <run>/superseded/<stage>-<fp>/        outputs of an earlier fingerprint, kept, never deleted
+
+Only the orchestrating process writes the manifest; a shard writes its own outputs and marker.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from retmask.io import read_json, write_json
+
+
+def shard_slice(total: int, shards: int, shard: int) -> range:
+    """Contiguous slice `shard` of `shards` over `total` items (sizes differ by at most one)."""
+    return range(total * shard // shards, total * (shard + 1) // shards)
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / "stages" / stage
+
+    def log_dir(self, stage: str) -> Path:
+        return self.root / "logs" / stage
+
+    def marker(self, stage: str, shard: int) -> Path:
+        return self.stage_dir(stage) / "done" / f"{shard:05d}.json"
+
+    def mark_done(self, stage: str, shard: int, stage_fingerprint: str, seconds: float, **extra) -> None:
+        write_json(self.marker(stage, shard), {"fingerprint": stage_fingerprint, "seconds": round(seconds, 3),
+                                               "finished": time.time(), **extra})
+
+    def done_shards(self, stage: str, stage_fingerprint: str) -> set[int]:
+        """Shards of `stage` marked done under this fingerprint (one directory listing)."""
+        done_dir = self.stage_dir(stage) / "done"
+        if not done_dir.is_dir():
+            return set()
+        done = set()
+        for entry in os.scandir(done_dir):
+            if entry.name.endswith(".json") and not entry.name.startswith("."):
+                if read_json(entry.path).get("fingerprint") == stage_fingerprint:
+                    done.add(int(entry.name[:-5]))
+        return done
+
+    def stage_fingerprint_on_disk(self, stage: str) -> str | None:
+        """The fingerprint the stage's existing outputs were written under, if any."""
+        done_dir = self.stage_dir(stage) / "done"
+        if not done_dir.is_dir():
+            return None
+        for entry in sorted(os.scandir(done_dir), key=lambda e: e.name):
+            if entry.name.endswith(".json") and not entry.name.startswith("."):
+                return read_json(entry.path).get("fingerprint")
+        return None
+
+    def supersede(self, stage: str) -> Path | None:
+        """Move outputs of another fingerprint aside (never delete them) before a stage reruns."""
+        stage_dir = self.stage_dir(stage)
+        if not stage_dir.exists():
+            return None
+        old = self.stage_fingerprint_on_disk(stage) or "unfinished"
+        target = self.root / "superseded" / f"{stage}-{old}-{int(time.time())}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage_dir, target)
+        return target
+
+    def shard_seconds(self, stage: str) -> list[float]:
+        done_dir = self.stage_dir(stage) / "done"
+        if not done_dir.is_dir():
+            return []
+        return [read_json(path)["seconds"] for path in sorted(done_dir.glob("*.json"))]
+
+    def read_manifest(self) -> dict:
+        return read_json(self.manifest_path) if self.manifest_path.is_file() else {"stages": {}}
+
+    def write_manifest(self, manifest: dict) -> None:
+        write_json(self.manifest_path, manifest)

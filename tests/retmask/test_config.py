@@ -1,0 +1,57 @@
+import pytest
+
+from retmask.config import ConfigError, ExperimentConfig, from_dict, load_config
+from tests.conftest import REPO
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_tiny_config_loads_and_resolves_toy_paths():
+    cfg = load_config(REPO / "configs" / "tiny.yaml")
+    assert cfg.name == "tiny"
+    assert cfg.model.path.endswith(cfg.model.path.split("/")[-1]) and "toy-models" in cfg.model.path
+    assert cfg.detection.haystack.endswith("retmask_toy/haystack.txt")
+    assert cfg.train.learning_rate == 5e-4
+    assert cfg.run_dir == "runs/tiny"
+
+
+def test_unknown_key_names_it_and_the_allowed_keys(tmp_path):
+    path = write(tmp_path, "name: x\nmodel: {path: toy}\ntoy_model: {}\ntrain: {learnin_rate: 1}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "train.learnin_rate: unknown key" in message and "learning_rate" in message
+
+
+def test_wrong_type_names_key_and_expected_type():
+    with pytest.raises(ConfigError, match=r"detection.shards: expected int, got str 'two'"):
+        from_dict(ExperimentConfig, {"name": "x", "detection": {"shards": "two"}})
+
+
+def test_missing_model_path_is_one_clear_error(tmp_path):
+    path = write(tmp_path, "name: x\nmodel: {path: /no/such/model}\n")
+    with pytest.raises(ConfigError, match=r"model.path: /no/such/model is not a directory"):
+        load_config(path)
+
+
+def test_yaml_scientific_notation_without_dot_is_a_float():
+    cfg = from_dict(ExperimentConfig, {"name": "x", "train": {"learning_rate": "5e-7"}})
+    assert cfg.train.learning_rate == 5e-7
+
+
+def test_overrides_apply_before_validation(tmp_path):
+    cfg = load_config(REPO / "configs" / "tiny.yaml", ["train.learning_rate=1e-3", "selection.tau=0.2"])
+    assert cfg.train.learning_rate == 1e-3 and cfg.selection.tau == 0.2
+    with pytest.raises(ConfigError, match="selection.rule"):
+        load_config(REPO / "configs" / "tiny.yaml", ["selection.rule=best"])
+
+
+def test_section_fingerprint_changes_with_its_section_only():
+    a = from_dict(ExperimentConfig, {"name": "x"})
+    b = from_dict(ExperimentConfig, {"name": "x", "train": {"beta": 0.2}})
+    assert a.section_fingerprint("train") != b.section_fingerprint("train")
+    assert a.section_fingerprint("detection") == b.section_fingerprint("detection")
