@@ -31,36 +31,33 @@ def cmd_toy_model(args) -> int:
     return 0
 
 
-def _prepare_run(args):
+def _record_config(cfg):
+    """Write the resolved config into the run directory, keeping a different earlier one."""
     from retmask.rundir import RunDir
 
-    cfg = load_config(args.config, args.set or [])
-    if args.run_dir:
-        cfg.run_dir = args.run_dir
     run = RunDir(cfg.run_dir)
-    if run.config_path.is_file():
-        previous = run.config_path.read_text()
-        save_config(cfg, run.root / ".config.new.yaml")
-        current = (run.root / ".config.new.yaml").read_text()
-        (run.root / ".config.new.yaml").unlink()
-        if previous != current:  # keep the config the earlier outputs were made with
-            history = run.root / "superseded" / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
-            history.parent.mkdir(parents=True, exist_ok=True)
-            history.write_text(previous)
+    previous = run.config_path.read_text() if run.config_path.is_file() else None
     save_config(cfg, run.config_path)
-    return cfg, run
+    if previous is not None and previous != run.config_path.read_text():
+        history = run.root / "superseded" / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+        history.parent.mkdir(parents=True, exist_ok=True)
+        history.write_text(previous)
+    return run
 
 
 def cmd_run(args) -> int:
     from jobs.local import LocalPipeline, PipelineFailed
+    from jobs.profiles import load_profile
 
-    cfg, run = _prepare_run(args)
-    if cfg.execution.cluster != "local":
-        return _fail(f"execution.cluster is {cfg.execution.cluster!r}; `retmask run` runs locally (cluster 'local')")
+    cfg = load_config(args.config, args.set or [])
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    profile = load_profile(cfg.execution.cluster)  # every check passes before anything is written
+    run = _record_config(cfg)
     started = time.perf_counter()
     print(f"run directory: {run.root}")
     try:
-        LocalPipeline(cfg, run).execute(args.max_parallel or cfg.execution.max_parallel)
+        LocalPipeline(cfg, run, timeout_min=profile.timeout_min).execute(args.max_parallel or profile.max_parallel)
     except PipelineFailed as error:
         return _fail(str(error))
     print(f"finished in {time.perf_counter() - started:.1f}s; report: {run.report_dir / 'index.md'}")

@@ -64,8 +64,9 @@ def _last_error_line(job) -> str:
 
 
 class LocalPipeline:
-    def __init__(self, cfg: ExperimentConfig, run: RunDir, log=print):
+    def __init__(self, cfg: ExperimentConfig, run: RunDir, timeout_min: int = 1440, log=print):
         self.cfg = cfg
+        self.timeout_min = timeout_min
         self.run = run
         self.log = log
         self.stages = build_stages(cfg)
@@ -110,7 +111,7 @@ class LocalPipeline:
                 stage, shard = ready
                 if stage.name not in executors:
                     executor = submitit.LocalExecutor(folder=self.run.log_dir(stage.name) / attempt)
-                    executor.update_parameters(timeout_min=24 * 60)
+                    executor.update_parameters(timeout_min=self.timeout_min)
                     executors[stage.name] = executor
                 job = executors[stage.name].submit(run_shard, str(self.run.root), stage.name, shard)
                 progress = self.progress[stage.name]

@@ -27,17 +27,18 @@ class ToyModelConfig:
     """Recipe of the toy model; its hash keys the cache."""
 
     seed: int = 0
-    steps: int = 1100
+    steps: int = 1150
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     decay_fraction: float = 0.3
+    head_sparsity: float = 0.0  # weight of the group lasso on per-head o_proj columns
     hidden_size: int = 128
     intermediate_size: int = 384
     layers: int = 4
     heads: int = 8
-    min_haystack: int = 24
-    max_haystack: int = 64
+    min_haystack: int = 16
+    max_haystack: int = 48
     min_values: int = 4
     max_values: int = 10
     eval_examples: int = 300
@@ -156,11 +157,7 @@ class EvaluationConfig:
 
 @dataclass
 class ExecutionConfig:
-    cluster: str = "local"
-    max_parallel: int = 2
-
-    def validate(self, key: str) -> None:
-        _positive(key, "max_parallel", self.max_parallel)
+    cluster: str = "local"  # a profile of slurm_templates/ or a path to one
 
 
 @dataclass

@@ -19,6 +19,7 @@ from retmask.io import atomic_directory, fingerprint, write_json
 DEFAULT_O_PROJ = "model.layers.{layer}.self_attn.o_proj"
 MASKED_WEIGHTS_FILE = "retmask-masked-o_proj.safetensors"
 MASK_RECORD = "retmask_mask.json"
+LINKED_SINGLE_FILE = "model-00001-of-00001.safetensors"
 
 
 def head_dim(config) -> int:
@@ -114,11 +115,15 @@ def write_masked_checkpoint(model_path: str | Path, heads: list[Head], out_dir: 
             raise ValueError(f"tensor {key} not found in {model_dir}; pass the model's o_proj path pattern")
         with safe_open(model_dir / weight_map[key], framework="pt") as handle:
             changed[key] = zero_head_columns(handle.get_tensor(key), layer_heads, dim).contiguous()
+    # A lone model.safetensors would be loaded in preference to any index: link it under a
+    # shard name so the index below is what the loader follows.
+    renamed = {"model.safetensors": LINKED_SINGLE_FILE}
+    weight_map = {key: renamed.get(name, name) for key, name in weight_map.items()}
     with atomic_directory(out_dir) as tmp:
         for item in model_dir.iterdir():
             if item.name in ("model.safetensors.index.json", MASK_RECORD) or item.name.startswith("."):
                 continue
-            os.symlink(item, tmp / item.name)
+            os.symlink(item, tmp / renamed.get(item.name, item.name))
         save_file(changed, tmp / MASKED_WEIGHTS_FILE, metadata={"format": "pt"})
         for key in changed:
             weight_map[key] = MASKED_WEIGHTS_FILE

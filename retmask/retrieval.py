@@ -11,6 +11,7 @@ import contextlib
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import torch
 
@@ -107,70 +108,70 @@ def _stop_ids(model, tokenizer) -> set[int]:
 
 
 @torch.no_grad()
-def detect_copy_hits(model, tokenizer, input_ids: list[int], needle_span: tuple[int, int],
-                     max_new_tokens: int) -> DetectionResult:
-    """Greedy decoding that counts, per query head, tokens copied from the needle span.
+def argmax_steps(model, input_ids: list[int], max_new_tokens: int, stops: set[int]) -> Iterator[tuple[int, torch.Tensor]]:
+    """Greedy decoding that yields (generated token, (layers, heads) attention argmax positions).
 
     As in Wu et al., the prompt minus its last token is prefilled; every generated token then
-    comes from a single-query step whose attention is scored.
+    comes from a single-query step, whose attention argmax is taken inside the attention call.
     """
     install_argmax_attention(model)
-    config = model.config
-    layers, heads = config.num_hidden_layers, config.num_attention_heads
     device = next(model.parameters()).device
     ids = torch.tensor([input_ids], device=device)
-    prefill = model(input_ids=ids[:, :-1], use_cache=True)
-    cache = prefill.past_key_values
+    cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
     current = ids[:, -1:]
-    start, end = needle_span
-    needle_tokens = ids[0, start:end]
-    hits = torch.zeros((layers, heads), dtype=torch.long)
-    generated: list[int] = []
-    stops = _stop_ids(model, tokenizer)
-    with _recording(layers) as recorder:
+    with _recording(model.config.num_hidden_layers) as recorder:
         for _ in range(max_new_tokens):
             output = model(input_ids=current, past_key_values=cache, use_cache=True)
             cache = output.past_key_values
             token = int(output.logits[0, -1].argmax())
             if token in stops:
-                break
-            generated.append(token)
-            for layer, positions in enumerate(recorder.argmax):
-                positions = positions[0].cpu()
-                in_needle = (positions >= start) & (positions < end)
-                copied = needle_tokens.cpu()[(positions - start).clamp(0, end - start - 1)] == token
-                hits[layer] += (in_needle & copied).long()
+                return
+            yield token, torch.stack([positions[0] for positions in recorder.argmax]).cpu()
             current = torch.tensor([[token]], device=device)
-    return DetectionResult(generated_ids=generated, hits=hits.tolist())
 
 
 @torch.no_grad()
-def naive_copy_hits(model, tokenizer, input_ids: list[int], needle_span: tuple[int, int],
-                    max_new_tokens: int) -> DetectionResult:
-    """Reference computation from materialized eager attention weights (slow; for tests)."""
-    config = model.config
-    layers, heads = config.num_hidden_layers, config.num_attention_heads
+def naive_argmax_steps(model, input_ids: list[int], max_new_tokens: int,
+                       stops: set[int]) -> Iterator[tuple[int, torch.Tensor]]:
+    """The same from materialized eager attention weights (`output_attentions=True`): the
+    reference the fast path is tested against. Needs a model loaded with eager attention."""
     ids = torch.tensor([input_ids])
     cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
     current = ids[:, -1:]
-    start, end = needle_span
-    hits = [[0] * heads for _ in range(layers)]
-    generated: list[int] = []
-    stops = _stop_ids(model, tokenizer)
     for _ in range(max_new_tokens):
         output = model(input_ids=current, past_key_values=cache, use_cache=True, output_attentions=True)
         cache = output.past_key_values
         token = int(output.logits[0, -1].argmax())
         if token in stops:
-            break
-        generated.append(token)
-        for layer, attention in enumerate(output.attentions):
-            for head in range(heads):
-                j = int(attention[0, head, -1].argmax())
-                if start <= j < end and input_ids[j] == token:
-                    hits[layer][head] += 1
+            return
+        yield token, torch.stack([attention[0, :, -1].argmax(dim=-1) for attention in output.attentions])
         current = torch.tensor([[token]])
-    return DetectionResult(generated_ids=generated, hits=hits)
+
+
+def count_copy_hits(steps: Iterable[tuple[int, torch.Tensor]], input_ids: list[int],
+                    needle_span: tuple[int, int]) -> DetectionResult:
+    """A head copies at a step when its argmax lies in the needle and holds the generated token."""
+    start, end = needle_span
+    prompt = torch.tensor(input_ids)
+    generated: list[int] = []
+    hits = None
+    for token, positions in steps:
+        generated.append(token)
+        in_needle = (positions >= start) & (positions < end)
+        copied = prompt[positions.clamp(max=len(input_ids) - 1)] == token  # generated positions never count
+        step_hits = (in_needle & copied).long()
+        hits = step_hits if hits is None else hits + step_hits
+    return DetectionResult(generated, hits.tolist() if hits is not None else [])
+
+
+def detect_copy_hits(model, tokenizer, input_ids: list[int], needle_span: tuple[int, int],
+                     max_new_tokens: int) -> DetectionResult:
+    result = count_copy_hits(argmax_steps(model, input_ids, max_new_tokens, _stop_ids(model, tokenizer)),
+                             input_ids, needle_span)
+    if not result.hits:  # nothing generated: no head copied
+        config = model.config
+        result.hits = [[0] * config.num_attention_heads for _ in range(config.num_hidden_layers)]
+    return result
 
 
 def rouge1_recall(reference: str, response: str) -> float:

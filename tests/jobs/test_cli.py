@@ -1,0 +1,32 @@
+from jobs.cli import main
+
+
+def test_toy_model_refuses_a_non_empty_directory(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["toy-model", str(tmp_path)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_mask_rejects_heads_outside_the_model(toy_model_dir, tmp_path, capsys):
+    assert main(["mask", "--model", str(toy_model_dir), "--heads", "L9-H0", "--out", str(tmp_path / "m")]) == 2
+    assert "outside the model: layers 0..3" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_mask_writes_a_checkpoint(toy_model_dir, tmp_path):
+    assert main(["mask", "--model", str(toy_model_dir), "--heads", "L3-H3,L2-H4", "--out", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "retmask-masked-o_proj.safetensors").is_file()
+
+
+def test_detect_missing_model_is_one_clear_error(tmp_path, capsys):
+    code = main(["detect", "--model", str(tmp_path / "nope"), "--haystack", "h", "--needles", "n", "--out", "o"])
+    assert code == 2 and "not a local HF checkpoint directory" in capsys.readouterr().err
+
+
+def test_unknown_cluster_profile_names_the_known_ones(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    code = main(["run", str(REPO / "configs" / "tiny.yaml"), "--run-dir", str(tmp_path / "r"),
+                 "--set", "execution.cluster=nowhere"])
+    assert code == 2 and "cluster profile 'nowhere' not found; known profiles: local" in capsys.readouterr().err

@@ -1,0 +1,35 @@
+"""The local executor on real stages: a failing stage stops its dependents with its error named,
+and a rerun resumes from what finished."""
+import pytest
+
+from jobs.local import LocalPipeline, PipelineFailed
+from jobs.runner import load_run_config
+from retmask.config import load_config, save_config
+from retmask.rundir import RunDir
+from tests.conftest import REPO
+
+
+def prepared(tmp_path, *overrides):
+    cfg = load_config(REPO / "configs" / "tiny.yaml", list(overrides))
+    run = RunDir(tmp_path / "run")
+    save_config(cfg, run.config_path)
+    return load_run_config(run), run
+
+
+def test_failed_stage_is_named_with_its_error_and_rerun_resumes(tmp_path, toy_model_dir):
+    cfg, run = prepared(tmp_path, "selection.tau=2.0")  # no head can reach it
+    pipeline = LocalPipeline(cfg, run, log=lambda line: None)
+    pipeline.stages = [s for s in pipeline.stages if s.name in ("toy_model", "detect", "merge_scores",
+                                                                  "select_heads", "mask")]
+    pipeline.progress = {s.name: pipeline.progress[s.name] for s in pipeline.stages}
+    with pytest.raises(PipelineFailed) as error:
+        pipeline.execute(max_parallel=2)
+    assert "select_heads shard 0" in str(error.value) and "chose no heads" in str(error.value)
+    manifest = run.read_manifest()["stages"]
+    assert manifest["detect"]["state"] == "done" and manifest["select_heads"]["state"] == "failed"
+    assert manifest["mask"]["done"] == [], "a stage after a failure must not start"
+
+    cfg, run = prepared(tmp_path, "selection.tau=0.5")
+    lines = []
+    pipeline = LocalPipeline(cfg, run, log=lines.append)
+    assert pipeline.progress["detect"].skipped and not pipeline.progress["select_heads"].skipped

@@ -1,0 +1,31 @@
+from jobs.pipeline import build_stages, stage_fingerprints
+from retmask.config import ExperimentConfig, from_dict
+
+
+def config(**sections):
+    return from_dict(ExperimentConfig, {"name": "x", "toy_model": {}, **sections})
+
+
+def test_stage_order_respects_dependencies():
+    stages = build_stages(config())
+    seen = set()
+    for stage in stages:
+        assert set(stage.depends) <= seen, stage.name
+        seen.add(stage.name)
+    assert [s.name for s in stages][:2] == ["toy_model", "detect"]
+
+
+def test_changed_key_changes_exactly_its_stages_and_their_dependents():
+    base = stage_fingerprints(config(), build_stages(config()))
+    changed = stage_fingerprints(config(train={"beta": 0.3}), build_stages(config()))
+    differ = {name for name in base if base[name] != changed[name]}
+    assert differ == {"train", "evaluate", "report"}
+    detection = stage_fingerprints(config(detection={"depths": 3}), build_stages(config()))
+    differ = {name for name in base if base[name] != detection[name]}
+    assert "synthesize_chosen" not in differ and {"detect", "synthesize_rejected", "train"} <= differ
+
+
+def test_shard_counts_come_from_the_config():
+    stages = {s.name: s for s in build_stages(config(detection={"shards": 3}))}
+    cfg = config(detection={"shards": 3})
+    assert stages["detect"].shards(cfg) == 3 and stages["merge_scores"].shards(cfg) == 1
