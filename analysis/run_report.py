@@ -22,9 +22,11 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _stage_times(run: RunDir) -> list[list]:
-    manifest = run.read_manifest().get("stages", {})
+    manifest = run.read_manifest()
+    stages = manifest.get("stages", {})
     rows = []
-    for name, entry in manifest.items():
+    for name in manifest.get("order", sorted(stages)):
+        entry = stages[name]
         seconds = run.shard_seconds(name)
         wall = entry.get("wall_seconds")
         rows.append([name, entry.get("shards", len(seconds)), round(sum(seconds), 1),
@@ -56,10 +58,10 @@ def _retrieval_section(run: RunDir, tau: float, out: Path) -> list[str]:
 
 def _niah_section(run: RunDir, out: Path) -> list[str]:
     niah = read_json(run.stage_dir("evaluate") / "niah.json")
-    accuracies = {name: entry["accuracy"] for name, entry in niah.items()}
+    accuracies = {entry["model"]: entry["accuracy"] for entry in niah}
     controls = [v for k, v in accuracies.items() if k.startswith("random_control")]
     figures.niah_bars(accuracies, out / "niah_accuracy.png")
-    rows = [[name, len(entry["masked_heads"]), entry["accuracy"]] for name, entry in niah.items()]
+    rows = [[entry["model"], len(entry["masked_heads"]), entry["accuracy"]] for entry in niah]
     lines = [
         "## NIAH accuracy: normal, ablated, random-mask controls, trained",
         "",
@@ -149,7 +151,7 @@ def _headline(run: RunDir) -> dict:
     change = read_json(run.stage_dir("evaluate") / "retrieval_change.json")
     log = read_jsonl(run.stage_dir("train") / "train_log.jsonl")
     return {
-        "niah_accuracy": {name: entry["accuracy"] for name, entry in niah.items()},
+        "niah_accuracy": {entry["model"]: entry["accuracy"] for entry in niah},
         "masked_heads": read_json(run.stage_dir("select_heads") / "heads.json")["heads"],
         "masked_mean_delta": change["masked_mean_delta"],
         "other_mean_delta": change["other_mean_delta"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,7 @@ def cmd_run(args) -> int:
         cfg.run_dir = args.run_dir
     profile = load_profile(cfg.execution.cluster)  # every check passes before anything is written
     run = _record_config(cfg)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so running shards are cancelled too
     started = time.perf_counter()
     print(f"run directory: {run.root}")
     try:

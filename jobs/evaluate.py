@@ -9,11 +9,11 @@ from retmask.io import read_json, write_json
 from retmask.rundir import RunDir
 
 
-def _niah_summary(records: list[dict], heads: list[str]) -> dict:
+def _niah_summary(name: str, records: list[dict], heads: list[str]) -> dict:
     from retmask.evaluation import accuracy, accuracy_grid
 
     grid = accuracy_grid(records)
-    return {"accuracy": accuracy(records), "masked_heads": heads,
+    return {"model": name, "accuracy": accuracy(records), "masked_heads": heads,
             "grid": [{"length": length, "depth": depth, "accuracy": value} for (length, depth), value in grid.items()],
             "records": records}
 
@@ -47,18 +47,18 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     _, tokenizer = load_model(cfg.model.path, cfg.model.dtype)
     instances = build_instances(tokenizer, d.haystack, d.needles, e.niah_lengths, e.niah_depths, d.template)
 
-    def evaluate(path: str, heads: list[str]) -> dict:
+    def evaluate(name: str, path: str, heads: list[str]) -> dict:
         from retmask.evaluation import niah_records
 
         model, tok = load_model(path, cfg.model.dtype)
         mask_heads_in_memory(model, heads_from_names(heads))
-        return _niah_summary(niah_records(model, tok, instances, d.max_new_tokens), heads)
+        return _niah_summary(name, niah_records(model, tok, instances, d.max_new_tokens), heads)
 
-    niah = {"base": evaluate(cfg.model.path, []), "ablated": evaluate(cfg.model.path, masked)}
+    niah = [evaluate("base", cfg.model.path, []), evaluate("ablated", cfg.model.path, masked)]
     for draw in range(e.random_control_draws):
         control = select_heads(before, "non_retrieval", cfg.selection.tau, count=len(masked), seed=e.seed + draw)
-        niah[f"random_control_{draw}"] = evaluate(cfg.model.path, control.heads)
-    niah["trained"] = evaluate(str(trained_model_dir(run)), [])
+        niah.append(evaluate(f"random_control_{draw}", cfg.model.path, control.heads))
+    niah.append(evaluate("trained", str(trained_model_dir(run)), []))
     out = run.stage_dir("evaluate")
     write_json(out / "niah.json", niah)
 

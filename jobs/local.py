@@ -6,6 +6,7 @@ done under the current fingerprint are skipped; outputs of another fingerprint a
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ class LocalPipeline:
     def _write_manifest(self) -> None:
         self.run.write_manifest({
             "executor": "local",
+            "order": [stage.name for stage in self.stages],
             "updated": time.time(),
             "stages": {name: p.record() for name, p in self.progress.items()},
         })
@@ -101,6 +103,23 @@ class LocalPipeline:
                 self.log(f"[{p.stage.name}] up to date, skipped")
         running: list[tuple[Stage, int, submitit.Job]] = []
         self._write_manifest()
+        try:
+            self._loop(queue, running, executors, attempt, max_parallel)
+        except BaseException:  # Ctrl-C or SIGTERM: stop the shards this run started, then re-raise
+            for stage, shard, job in running:
+                job.cancel(check=False)
+                self.progress[stage.name].failed[shard] = "cancelled"
+            self._write_manifest()
+            raise
+        failed = {name: p.failed for name, p in self.progress.items() if p.failed}
+        if failed:
+            lines = [f"  {name} shard {shard}: {error}" for name, errors in failed.items()
+                     for shard, error in errors.items()]
+            raise PipelineFailed("stages failed:\n" + "\n".join(lines) +
+                                 f"\nlogs under {self.run.root / 'logs'}; rerun the same command to resume")
+        return self.progress
+
+    def _loop(self, queue, running, executors, attempt, max_parallel) -> None:
         while queue or running:
             blocked = any(p.failed for p in self.progress.values())
             while not blocked and len(running) < max_parallel:
@@ -113,7 +132,8 @@ class LocalPipeline:
                     executor = submitit.LocalExecutor(folder=self.run.log_dir(stage.name) / attempt)
                     executor.update_parameters(timeout_min=self.timeout_min)
                     executors[stage.name] = executor
-                job = executors[stage.name].submit(run_shard, str(self.run.root), stage.name, shard)
+                threads = max(1, (os.cpu_count() or 1) // max_parallel)
+                job = executors[stage.name].submit(run_shard, str(self.run.root), stage.name, shard, threads)
                 progress = self.progress[stage.name]
                 progress.job_ids[shard] = str(job.job_id)
                 progress.started = progress.started or time.time()
@@ -127,13 +147,6 @@ class LocalPipeline:
                 self._finish(*item)
             if not running and queue and not any(self._ready(s.name) for s, _ in queue) and not blocked:
                 raise PipelineFailed("no runnable stage: the stage graph has a cycle or a missing dependency")
-        failed = {name: p.failed for name, p in self.progress.items() if p.failed}
-        if failed:
-            lines = [f"  {name} shard {shard}: {error}" for name, errors in failed.items()
-                     for shard, error in errors.items()]
-            raise PipelineFailed("stages failed:\n" + "\n".join(lines) +
-                                 f"\nlogs under {self.run.root / 'logs'}; rerun the same command to resume")
-        return self.progress
 
     def _finish(self, stage: Stage, shard: int, job: submitit.Job) -> None:
         progress = self.progress[stage.name]

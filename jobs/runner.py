@@ -18,8 +18,16 @@ def load_run_config(run: RunDir) -> ExperimentConfig:
     return from_dict(ExperimentConfig, yaml.safe_load(run.config_path.read_text()))
 
 
-def run_shard(run_root: str, stage_name: str, shard: int) -> str:
-    """Run one shard and mark it done; a shard already done under the same fingerprint is skipped."""
+def run_shard(run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:
+    """Run one shard and mark it done; a shard already done under the same fingerprint is skipped.
+
+    `threads` caps torch's CPU threads: shards sharing a machine would otherwise each start one
+    thread per core and slow each other down many times over.
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are local paths; never reach for a hub
     run = RunDir(Path(run_root))

@@ -32,7 +32,6 @@ class ToyModelConfig:
     learning_rate: float = 2e-3
     warmup_steps: int = 100
     decay_fraction: float = 0.3
-    head_sparsity: float = 0.0  # weight of the group lasso on per-head o_proj columns
     hidden_size: int = 128
     intermediate_size: int = 384
     layers: int = 4

@@ -80,19 +80,6 @@ def exact_match(model, tokenizer, examples: list[CopyExample], batch_size: int =
     return hits / len(examples)
 
 
-def head_group_norm(model, heads: int) -> torch.Tensor:
-    """Sum over heads of the norm of each head's o_proj columns (a group lasso).
-
-    Penalizing it lets only the heads the task needs keep an output, so, as in large LLMs, a few
-    heads do the retrieval and most carry nothing: masking a random other head then costs little.
-    """
-    total = torch.zeros(())
-    for layer in model.model.layers:
-        weight = layer.self_attn.o_proj.weight
-        total = total + weight.reshape(weight.shape[0], heads, -1).norm(dim=(0, 2)).sum()
-    return total
-
-
 def build_model(recipe: ToyModelConfig, vocab_size: int, tokenizer) -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=vocab_size,
@@ -127,7 +114,7 @@ def train_toy_model(recipe: ToyModelConfig, out_dir: Path) -> dict:
     for step in range(recipe.steps):
         ids, mask, labels = _encode_batch(tokenizer, _training_batch(rng, recipe))
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        (loss + recipe.head_sparsity * head_group_norm(model, recipe.heads)).backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
