@@ -59,10 +59,12 @@ def cmd_run(args) -> int:
     started = time.perf_counter()
     print(f"run directory: {run.root}")
     try:
-        LocalPipeline(cfg, run, timeout_min=profile.timeout_min).execute(args.max_parallel or profile.max_parallel)
+        pipeline = LocalPipeline(cfg, run, timeout_min=profile.timeout_min, until=args.until)
+        pipeline.execute(args.max_parallel or profile.max_parallel)
     except PipelineFailed as error:
         return _fail(str(error))
-    print(f"finished in {time.perf_counter() - started:.1f}s; report: {run.report_dir / 'index.md'}")
+    done = f"report: {run.report_dir / 'index.md'}" if not args.until else f"outputs under {run.root / 'stages'}"
+    print(f"finished in {time.perf_counter() - started:.1f}s; {done}")
     return 0
 
 
@@ -142,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config")
     run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
     run.add_argument("--run-dir", help="run directory (default: the config's run_dir, else runs/<name>)")
-    run.add_argument("--max-parallel", type=int, default=0, help="processes at once (default: the config's)")
+    run.add_argument("--max-parallel", type=int, default=0, help="processes at once (default: the profile's)")
+    run.add_argument("--until", metavar="STAGE", help="run only this stage and the stages it depends on")
     run.set_defaults(func=cmd_run)
 
     detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM")

@@ -15,7 +15,7 @@ import submitit
 
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
 from jobs.runner import run_shard
-from retmask.config import ExperimentConfig
+from retmask.config import ConfigError, ExperimentConfig
 from retmask.rundir import RunDir
 
 POLL_SECONDS = 0.2
@@ -23,6 +23,20 @@ POLL_SECONDS = 0.2
 
 class PipelineFailed(RuntimeError):
     pass
+
+
+def upstream_of(stages: list[Stage], target: str) -> list[Stage]:
+    """`target` and every stage it depends on, in graph order."""
+    by_name = {stage.name: stage for stage in stages}
+    if target not in by_name:
+        raise ConfigError(f"no stage {target!r}; stages are {', '.join(by_name)}")
+    wanted, todo = set(), [target]
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(by_name[name].depends)
+    return [stage for stage in stages if stage.name in wanted]
 
 
 @dataclass
@@ -65,13 +79,15 @@ def _last_error_line(job) -> str:
 
 
 class LocalPipeline:
-    def __init__(self, cfg: ExperimentConfig, run: RunDir, timeout_min: int = 1440, log=print):
+    def __init__(self, cfg: ExperimentConfig, run: RunDir, timeout_min: int = 1440, log=print,
+                 until: str | None = None):
         self.cfg = cfg
         self.timeout_min = timeout_min
         self.run = run
         self.log = log
-        self.stages = build_stages(cfg)
-        prints = stage_fingerprints(cfg, self.stages)
+        all_stages = build_stages(cfg)
+        prints = stage_fingerprints(cfg, all_stages)
+        self.stages = upstream_of(all_stages, until) if until else all_stages
         self.progress: dict[str, StageProgress] = {}
         for stage in self.stages:
             on_disk = run.stage_fingerprint_on_disk(stage.name)
@@ -145,7 +161,8 @@ class LocalPipeline:
             for item in [r for r in running if r[2].done()]:
                 running.remove(item)
                 self._finish(*item)
-            if not running and queue and not any(self._ready(s.name) for s, _ in queue) and not blocked:
+            failed = any(p.failed for p in self.progress.values())
+            if not running and queue and not failed and not any(self._ready(s.name) for s, _ in queue):
                 raise PipelineFailed("no runnable stage: the stage graph has a cycle or a missing dependency")
 
     def _finish(self, stage: Stage, shard: int, job: submitit.Job) -> None:

@@ -18,10 +18,8 @@ def prepared(tmp_path, *overrides):
 
 def test_failed_stage_is_named_with_its_error_and_rerun_resumes(tmp_path, toy_model_dir):
     cfg, run = prepared(tmp_path, "selection.tau=2.0")  # no head can reach it
-    pipeline = LocalPipeline(cfg, run, log=lambda line: None)
-    pipeline.stages = [s for s in pipeline.stages if s.name in ("toy_model", "detect", "merge_scores",
-                                                                  "select_heads", "mask")]
-    pipeline.progress = {s.name: pipeline.progress[s.name] for s in pipeline.stages}
+    pipeline = LocalPipeline(cfg, run, log=lambda line: None, until="mask")
+    assert [s.name for s in pipeline.stages] == ["toy_model", "detect", "merge_scores", "select_heads", "mask"]
     with pytest.raises(PipelineFailed) as error:
         pipeline.execute(max_parallel=2)
     assert "select_heads shard 0" in str(error.value) and "chose no heads" in str(error.value)
@@ -30,6 +28,8 @@ def test_failed_stage_is_named_with_its_error_and_rerun_resumes(tmp_path, toy_mo
     assert manifest["mask"]["done"] == [], "a stage after a failure must not start"
 
     cfg, run = prepared(tmp_path, "selection.tau=0.5")
-    lines = []
-    pipeline = LocalPipeline(cfg, run, log=lines.append)
+    pipeline = LocalPipeline(cfg, run, log=lambda line: None, until="mask")
     assert pipeline.progress["detect"].skipped and not pipeline.progress["select_heads"].skipped
+    pipeline.execute(max_parallel=2)
+    assert run.read_manifest()["stages"]["mask"]["state"] == "done"
+    assert len(list((run.root / "superseded").glob("select_heads-*"))) == 0  # a failed shard leaves no marker

@@ -13,9 +13,9 @@ def write(tmp_path, text):
 def test_tiny_config_loads_and_resolves_toy_paths():
     cfg = load_config(REPO / "configs" / "tiny.yaml")
     assert cfg.name == "tiny"
-    assert cfg.model.path.endswith(cfg.model.path.split("/")[-1]) and "toy-models" in cfg.model.path
+    assert "toy-models" in cfg.model.path
     assert cfg.detection.haystack.endswith("retmask_toy/haystack.txt")
-    assert cfg.train.learning_rate == 5e-4
+    assert cfg.train.learning_rate == 1e-4  # "1.0e-4" in YAML
     assert cfg.run_dir == "runs/tiny"
 
 
