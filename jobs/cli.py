@@ -11,6 +11,7 @@ from pathlib import Path
 
 from retmask.config import ConfigError, load_config, save_config
 from retmask.errors import UserError
+from retmask.niah import DEFAULT_TEMPLATE
 
 
 def _fail(message: str) -> int:
@@ -150,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM")
     detect.add_argument("--model", required=True)
-    detect.add_argument("--haystack", required=True, help="text file or folder of .txt files")
-    detect.add_argument("--needles", required=True, help="jsonl of {needle, question, answer}")
-    detect.add_argument("--template", default="{context} {question}")
+    detect.add_argument("--haystack", default="builtin",
+                        help="builtin prose (default), a text file, a folder of .txt files or a saved datasets dir")
+    detect.add_argument("--needles", default="builtin", help="jsonl of {needle, question, answer} (default: builtin)")
+    detect.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt with {context} and {question}")
     detect.add_argument("--lengths", default="1000:4000:4", help="START:END:COUNT context lengths in tokens")
     detect.add_argument("--depths", type=int, default=5)
     detect.add_argument("--max-new-tokens", type=int, default=64)

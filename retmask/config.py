@@ -16,6 +16,7 @@ import yaml
 
 from retmask.errors import UserError
 from retmask.io import fingerprint
+from retmask.niah import DEFAULT_TEMPLATE
 
 
 class ConfigError(UserError):
@@ -60,9 +61,9 @@ class ModelConfig:
 
 @dataclass
 class DetectionConfig:
-    haystack: str = ""  # text file or folder of .txt files
-    needles: str = ""  # jsonl of {needle, question, answer}
-    template: str = "{context} {question}"
+    haystack: str = "builtin"  # builtin prose, a text file, a folder of .txt files, or a saved datasets dir
+    needles: str = "builtin"  # builtin set, or a jsonl of {needle, question, answer}
+    template: str = DEFAULT_TEMPLATE  # needs {context} and {question}
     lengths: list[int] = field(default_factory=lambda: [48, 96, 3])  # start, end, count (tokens)
     depths: int = 5  # depths spread evenly over 0..100%
     max_new_tokens: int = 16
@@ -307,6 +308,8 @@ def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
         config.run_dir = str(Path("runs") / config.name)
 
     def data_path(key: str, value: str) -> str:
+        if value == "builtin":
+            return value
         if value.startswith(TOY_ASSET):
             if config.toy_model is None:
                 raise ConfigError(f"{key}: {value!r} names a toy asset but there is no toy_model section")

@@ -46,10 +46,28 @@ class NiahInstance:
         return data
 
 
-def load_haystack(path: str | Path) -> str:
-    """Text of a file, or of all .txt files of a folder in name order."""
+BUILTIN = "builtin"
+BUILTIN_NEEDLES = Path(__file__).resolve().parent / "data" / "needles.jsonl"
+DEFAULT_TEMPLATE = ("This is a very long story book: <book> {context} </book>.\n"
+                    "Based on the content of the book, Question: {question}\nAnswer:")
+
+
+def load_haystack(path: str | Path, min_words: int = 20000, column: str = "text") -> str:
+    """Haystack text: "builtin" (generated prose of at least `min_words` words), a saved
+    `datasets` directory (its `column` joined), a text file, or a folder of .txt files."""
+    if str(path) == BUILTIN:
+        from retmask.filler import builtin_haystack
+
+        return builtin_haystack(min_words)
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()):
+        import datasets
+
+        rows = datasets.load_from_disk(str(path))
+        if column not in rows.column_names:
+            raise NiahError(f"haystack dataset {path} has no column {column!r}; columns: {', '.join(rows.column_names)}")
+        text = "\n\n".join(rows[column])
+    elif path.is_dir():
         files = sorted(path.glob("*.txt"))
         text = "\n".join(f.read_text() for f in files)
     elif path.is_file():
@@ -62,7 +80,7 @@ def load_haystack(path: str | Path) -> str:
 
 
 def load_needles(path: str | Path) -> list[Needle]:
-    path = Path(path)
+    path = BUILTIN_NEEDLES if str(path) == BUILTIN else Path(path)
     if not path.is_file():
         raise NiahError(f"needles file {path} does not exist; give a jsonl of {{needle, question, answer}}")
     needles = []
@@ -171,7 +189,8 @@ def _char_span_to_tokens(offsets: list[tuple[int, int]], start: int, end: int) -
 def build_instances(tokenizer, haystack_path, needles_path, lengths: list[int], depths: int,
                     template: str) -> list[NiahInstance]:
     """The full grid: every length × depth × needle, in a fixed order (shards slice it)."""
-    haystack = HaystackTokens(tokenizer, load_haystack(haystack_path))
+    longest = grid(*lengths)[-1]
+    haystack = HaystackTokens(tokenizer, load_haystack(haystack_path, min_words=longest + 1000))
     needles = load_needles(needles_path)
     instances = []
     for length in grid(*lengths):
