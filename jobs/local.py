@@ -148,7 +148,9 @@ class LocalPipeline:
                     executor = submitit.LocalExecutor(folder=self.run.log_dir(stage.name) / attempt)
                     executor.update_parameters(timeout_min=self.timeout_min)
                     executors[stage.name] = executor
-                threads = max(1, (os.cpu_count() or 1) // max_parallel)
+                # Share the cores among the shards that can run now: a stage alone gets them all.
+                runnable = len(running) + 1 + sum(self._ready(item[0].name) for item in queue)
+                threads = max(1, (os.cpu_count() or 1) // min(max_parallel, runnable))
                 job = executors[stage.name].submit(run_shard, str(self.run.root), stage.name, shard, threads)
                 progress = self.progress[stage.name]
                 progress.job_ids[shard] = str(job.job_id)
