@@ -43,8 +43,10 @@ def _retrieval_section(run: RunDir, tau: float, out: Path) -> list[str]:
     conc = summary["concentration"]
     return [
         "## Retrieval heads",
-        f"Detection kept {summary['kept']} of {summary['instances']} NIAH instances. Selection rule "
-        f"`{selection['rule']}` chose {selection['count']} heads: {', '.join(selection['heads'])}.",
+        f"Detection kept {summary['kept']} of {summary['instances']} NIAH instances. Retrieval heads "
+        f"(`{selection['retrieval_rule']['rule']}`, tau {tau:g}): {', '.join(selection['retrieval_heads'])}. "
+        f"Strategy `{selection['strategy']}` masks {selection['count']} heads: "
+        f"{', '.join(selection['heads']) or 'none'}.",
         "",
         "![retrieval-score distribution](retrieval_scores.png)",
         "",
@@ -98,8 +100,12 @@ def _training_section(run: RunDir, out: Path) -> list[str]:
     figures.training_curves(log, out / "dpo_training.png")
     keys = ["loss", "rewards/margins", "rewards/accuracies"]
     first, last = log[0], log[-1]
+    truncation = read_json(run.stage_dir("train") / "truncation.json")
     return [
         "## DPO",
+        "",
+        f"Before training: {truncation['truncated']} of {truncation['examples']} examples exceed max_length "
+        f"{truncation['max_length']} (longest {truncation['longest']} tokens).",
         "",
         "![DPO margins and accuracies](dpo_training.png)",
         "",

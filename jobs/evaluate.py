@@ -42,7 +42,9 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.niah import build_instances
 
     e, d = cfg.evaluation, cfg.detection
-    masked = read_json(run.stage_dir("select_heads") / "heads.json")["heads"]
+    heads = read_json(run.stage_dir("select_heads") / "heads.json")
+    # Without a mask (smaller-model, sft) the retrieval heads are the group to watch.
+    masked = heads["heads"] or heads["retrieval_heads"]
     before = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
     _, tokenizer = load_model(cfg.model.path, cfg.model.dtype)
     instances = build_instances(tokenizer, d.haystack, d.needles, e.niah_lengths, e.niah_depths, d.template)
@@ -56,7 +58,8 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     niah = [evaluate("base", cfg.model.path, []), evaluate("ablated", cfg.model.path, masked)]
     for draw in range(e.random_control_draws):
-        control = select_heads(before, "non_retrieval", cfg.selection.tau, count=len(masked), seed=e.seed + draw)
+        control = select_heads(before, "non_retrieval", cfg.selection.tau, count=len(masked), seed=e.seed + draw,
+                               retrieval=heads["retrieval_heads"])
         niah.append(evaluate(f"random_control_{draw}", cfg.model.path, control.heads))
     niah.append(evaluate("trained", str(trained_model_dir(run)), []))
     out = run.stage_dir("evaluate")

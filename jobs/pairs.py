@@ -1,4 +1,5 @@
-"""Stage: join chosen and rejected rows into DPO pairs, with drop counts and statistics."""
+"""Stage: join chosen and rejected rows into DPO pairs (or, for SFT, the chosen conversations),
+with drop counts and Table-11 statistics."""
 from __future__ import annotations
 
 from retmask.config import ExperimentConfig
@@ -11,22 +12,28 @@ def pairs_dir(run: RunDir):
     return run.stage_dir("pairs")
 
 
+def sample_rows(run: RunDir, stage: str) -> list[dict]:
+    return read_shards(sorted((run.stage_dir(stage) / "shards").glob("*.jsonl")))
+
+
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     import datasets
 
-    from retmask.pairs import build_pairs
+    from retmask.pairs import build_pairs, build_sft
+    from retmask.strategies import get_strategy
 
-    def rows(stage: str) -> list[dict]:
-        return read_shards(sorted((run.stage_dir(stage) / "shards").glob("*.jsonl")))
-
-    build = build_pairs(rows("synthesize_chosen"), rows("synthesize_rejected"),
-                        cfg.pairs.drop_empty, cfg.pairs.drop_identical)
+    if get_strategy(cfg.strategy).trainer == "sft":
+        build = build_sft(sample_rows(run, "synthesize_chosen"), cfg.pairs.drop_empty)
+        columns = ["prompt_id", "messages"]
+    else:
+        build = build_pairs(sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected"),
+                            cfg.pairs.drop_empty, cfg.pairs.drop_identical)
+        columns = ["prompt_id", "prompt", "chosen", "rejected"]
     if not build.pairs:
-        raise ValueError(f"no pairs survived the filters (dropped: {dict(build.dropped)}); "
+        raise ValueError(f"no training example survived the filters (dropped: {dict(build.dropped)}); "
                          "check the synthesis outputs")
     out = pairs_dir(run)
     write_jsonl(out / "pairs.jsonl", build.pairs)
-    columns = ["prompt_id", "prompt", "chosen", "rejected"]
     dataset = datasets.Dataset.from_list([{k: p[k] for k in columns} for p in build.pairs])
     with atomic_directory(out / "dataset") as tmp:
         dataset.save_to_disk(str(tmp))

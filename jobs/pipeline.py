@@ -11,6 +11,7 @@ from typing import Callable
 
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint
+from retmask.strategies import get_strategy
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class Stage:
 
 
 def build_stages(cfg: ExperimentConfig) -> list[Stage]:
-    """Stages in an order that respects dependencies."""
+    """Stages of the config's strategy, in an order that respects dependencies."""
+    strategy = get_strategy(cfg.strategy)
     toy = ("toy_model",) if cfg.toy_model is not None else ()
     stages = []
     if toy:
@@ -36,13 +38,19 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
         Stage("detect", "jobs.detect:run", toy, ("model", "detection"), lambda c: c.detection.shards),
         Stage("merge_scores", "jobs.merge_scores:run", ("detect",)),
         Stage("select_heads", "jobs.select_heads:run", ("merge_scores",), ("selection", "strategy")),
-        Stage("mask", "jobs.mask:run", ("select_heads",)),
-        Stage("synthesize_chosen", "jobs.synthesize:run_chosen", toy, ("model", "synthesis"),
-              lambda c: c.synthesis.shards),
-        Stage("synthesize_rejected", "jobs.synthesize:run_rejected", ("mask",), ("model", "synthesis"),
-              lambda c: c.synthesis.shards),
-        Stage("pairs", "jobs.pairs:run", ("synthesize_chosen", "synthesize_rejected"), ("pairs",)),
-        Stage("train", "jobs.train:run", ("pairs",), ("train",)),
+    ]
+    if strategy.mask_rule:
+        stages.append(Stage("mask", "jobs.mask:run", ("select_heads",)))
+    stages.append(Stage("synthesize_chosen", "jobs.synthesize:run_chosen", toy, ("model", "synthesis"),
+                        lambda c: c.synthesis.shards))
+    if strategy.rejected_from != "none":
+        rejected_after = ("mask",) if strategy.rejected_from == "masked" else toy
+        stages.append(Stage("synthesize_rejected", "jobs.synthesize:run_rejected", rejected_after,
+                            ("model", "rejected_model", "synthesis", "strategy"), lambda c: c.synthesis.shards))
+    samples = tuple(s.name for s in stages if s.name.startswith("synthesize_"))
+    stages += [
+        Stage("pairs", "jobs.pairs:run", samples, ("pairs",)),
+        Stage("train", "jobs.train:run", ("pairs",), ("train", "strategy")),
         Stage("evaluate", "jobs.evaluate:run", ("train", "merge_scores", "select_heads"), ("evaluation",)),
         Stage("report", "jobs.report:run", ("evaluate", "pairs", "train")),
     ]

@@ -1,9 +1,14 @@
-"""Stage: DPO on the pairs with TRL; the trained model is saved as an ordinary HF checkpoint."""
+"""Stage: DPO (or SFT, for the SFT baseline) with TRL; the trained model is saved as an ordinary
+HF checkpoint. Checkpoints every `train.save_steps`; a restarted job resumes from the latest one
+with its optimizer, scheduler and data position, and its log continues from that step."""
 from __future__ import annotations
+
+import json
+import os
 
 from jobs.pairs import pairs_dir
 from retmask.config import ExperimentConfig
-from retmask.io import atomic_directory, write_json
+from retmask.io import atomic_directory, read_jsonl, write_json, write_jsonl
 from retmask.rundir import RunDir
 
 
@@ -15,22 +20,50 @@ def train_log_path(run: RunDir):
     return run.stage_dir("train") / "train_log.jsonl"
 
 
+def trainer_dir(run: RunDir):
+    return run.stage_dir("train") / "trainer"
+
+
+def _log_up_to(path, step: int | None) -> None:
+    """Keep the log rows a resumed run will not repeat (none when starting afresh)."""
+    if not path.is_file():
+        return
+    rows = [row for row in read_jsonl(path) if step is not None and row["step"] <= step]
+    write_jsonl(path, rows)
+
+
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     import datasets
 
-    from retmask.dpo import build_dpo_trainer
     from retmask.generation import load_model
+    from retmask.strategies import get_strategy
+    from retmask.training import check_truncation, latest_checkpoint, truncation_report
 
+    sft = get_strategy(cfg.strategy).trainer == "sft"
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     model, tokenizer = load_model(cfg.model.path, cfg.model.dtype)
     tokenizer.padding_side = "right"
     dataset = datasets.load_from_disk(str(pairs_dir(run) / "dataset"))
-    log_path = train_log_path(run)
-    log_path.unlink(missing_ok=True)  # a rerun of this shard logs afresh
-    trainer = build_dpo_trainer(model, tokenizer, dataset, cfg.train, run.stage_dir("train") / "trainer", log_path)
-    result = trainer.train()
-    with atomic_directory(trained_model_dir(run)) as tmp:
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-    write_json(run.stage_dir("train") / "summary.json", {"global_step": trainer.state.global_step,
-                                                         "train_loss": result.training_loss,
-                                                         "pairs": len(dataset)})
+    if sft:
+        from retmask.sft import build_sft_trainer as build
+        from retmask.sft import conversation_lengths as lengths
+    else:
+        from retmask.dpo import build_dpo_trainer as build
+        from retmask.dpo import pair_lengths as lengths
+    report = truncation_report(lengths(dataset, tokenizer), cfg.train.max_length)
+    write_json(run.stage_dir("train") / "truncation.json", report)
+    check_truncation(report, cfg.train.max_truncated_share)
+
+    checkpoint = latest_checkpoint(trainer_dir(run))
+    resumed_at = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else None
+    _log_up_to(train_log_path(run), resumed_at)
+    trainer = build(model, tokenizer, dataset, cfg.train, trainer_dir(run), train_log_path(run), world_size)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if trainer.is_world_process_zero():
+        with atomic_directory(trained_model_dir(run)) as tmp:
+            trainer.save_model(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+        write_json(run.stage_dir("train") / "summary.json", {
+            "trainer": "sft" if sft else "dpo", "global_step": trainer.state.global_step,
+            "train_loss": result.training_loss, "examples": len(dataset), "resumed_from_step": resumed_at,
+            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps, "world_size": world_size})

@@ -110,15 +110,28 @@ class SamplingConfig:
 @dataclass
 class SynthesisConfig:
     prompts: str = ""  # jsonl/parquet file or saved `datasets` directory
-    prompt_column: str = "messages"
+    prompt_format: str = "auto"  # auto, lmsys, wildchat, messages, prompt
+    prompt_column: str = ""  # default: the format's own column
+    turns: str = "first"  # first user turn, or "prefix": the conversation up to its last user turn
+    languages: list[str] = field(default_factory=list)  # keep only these (LMSYS/WildChat `language`)
+    drop_redacted: bool = True
+    drop_flagged: bool = False  # moderation-flagged rows
+    dedup: bool = True
+    max_prompt_tokens: int = 0  # 0 = no limit
     max_prompts: int = 0  # 0 = all
     shards: int = 2
     batch_size: int = 16
+    backend: str = "hf"  # hf (transformers generate) or vllm
+    tensor_parallel_size: int = 1  # vllm: GPUs per engine
+    enable_thinking: bool | None = None  # chat-template switch of reasoning models (Qwen3); None: leave as is
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def validate(self, key: str) -> None:
         _positive(key, "shards", self.shards)
         _positive(key, "batch_size", self.batch_size)
+        _choice(key, "backend", self.backend, ("hf", "vllm"))
+        _choice(key, "turns", self.turns, ("first", "prefix"))
+        _choice(key, "prompt_format", self.prompt_format, ("auto", "lmsys", "wildchat", "messages", "prompt"))
 
 
 @dataclass
@@ -136,15 +149,25 @@ class TrainConfig:
     weight_decay: float = 0.1
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
+    global_batch_size: int = 512  # = per-device batch x gradient accumulation x number of GPUs
     per_device_batch_size: int = 1
-    gradient_accumulation_steps: int = 1
     epochs: float = 2.0
     max_steps: int = -1
     max_length: int = 4096
     bf16: bool = True
     gradient_checkpointing: bool = True
     logging_steps: int = 1
+    save_steps: int = 50  # checkpoint interval; a restarted job resumes from the latest checkpoint
+    precompute_ref_log_probs: bool = False
+    max_truncated_share: float = 0.05  # refuse to train when more pairs than this exceed max_length
+    deepspeed: str = ""  # a DeepSpeed config (configs/deepspeed/zero{1,2,3}.json) for multi-GPU runs
     seed: int = 0
+
+    def validate(self, key: str) -> None:
+        _positive(key, "global_batch_size", self.global_batch_size)
+        _positive(key, "per_device_batch_size", self.per_device_batch_size)
+        if not 0 <= self.max_truncated_share <= 1:
+            raise ConfigError(f"{key}.max_truncated_share must be within 0..1, got {self.max_truncated_share}")
 
 
 @dataclass
@@ -164,8 +187,9 @@ class ExecutionConfig:
 class ExperimentConfig:
     name: str = ""
     run_dir: str = ""  # default: runs/<name>
-    strategy: str = "retrieval-mask"
+    strategy: str = "retrieval-mask"  # or a baseline: see retmask.strategies
     model: ModelConfig = field(default_factory=ModelConfig)
+    rejected_model: ModelConfig = field(default_factory=ModelConfig)  # for strategy smaller-model
     toy_model: ToyModelConfig | None = None
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -175,13 +199,16 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
-    STRATEGIES = ("retrieval-mask",)
-
     def validate(self, key: str = "") -> None:
+        from retmask.strategies import STRATEGIES
+
         if not self.name:
             raise ConfigError("name: missing; give the experiment a name (it names the run directory)")
-        if self.strategy not in self.STRATEGIES:
-            raise ConfigError(f"strategy: {self.strategy!r} is not one of {', '.join(self.STRATEGIES)}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if self.strategy == "smaller-model" and not self.rejected_model.path:
+            raise ConfigError("rejected_model.path: missing; strategy smaller-model samples rejected responses "
+                              "from that model")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -189,6 +216,11 @@ class ExperimentConfig:
     def section_fingerprint(self, *sections: str) -> str:
         data = self.to_dict()
         return fingerprint({name: data[name] for name in sections})
+
+
+def _choice(key: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}.{name}: {value!r} is not one of {', '.join(allowed)}")
 
 
 def _positive(key: str, name: str, value: int) -> None:
@@ -293,6 +325,12 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
 TOY_ASSET = "toy:"
 
 
+def _check_model_dir(key: str, path: str) -> None:
+    if not (Path(path).expanduser() / "config.json").is_file():
+        raise ConfigError(f"{key}: {path} is not a HF checkpoint directory (no config.json); give a local "
+                          "checkpoint directory (models are never downloaded) or 'toy'")
+
+
 def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
     """Turn `toy`/`toy:<asset>` references into cache paths and check that local paths exist."""
     if config.model.path == "toy":
@@ -301,9 +339,10 @@ def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
         config.model.path = str(toy_model_dir(config.toy_model))
     elif not config.model.path:
         raise ConfigError("model.path: missing; give a local HF checkpoint directory or 'toy'")
-    elif not Path(config.model.path).expanduser().is_dir():
-        raise ConfigError(f"model.path: {config.model.path} is not a directory; "
-                          "give a local HF checkpoint directory (models are never downloaded) or 'toy'")
+    else:
+        _check_model_dir("model.path", config.model.path)
+    if config.rejected_model.path:
+        _check_model_dir("rejected_model.path", config.rejected_model.path)
     if not config.run_dir:
         config.run_dir = str(Path("runs") / config.name)
 

@@ -74,10 +74,11 @@ def select_random(scores: dict[str, float], count: int, seed: int, exclude: set[
 
 
 def select_heads(scores: dict[str, float], rule: str, tau: float, top_k: int = 0, count: int = 0,
-                 seed: int = 0) -> Selection:
-    """Apply a selection rule. random and non_retrieval draw as many heads as the τ rule picks
-    unless `count` says otherwise, so controls are compared at equal size."""
-    retrieval = select_threshold(scores, tau)
+                 seed: int = 0, retrieval: list[str] | None = None) -> Selection:
+    """Apply a selection rule. random and non_retrieval draw as many heads as the retrieval set
+    (default: the τ rule's) unless `count` says otherwise, so controls are compared at equal size;
+    non_retrieval excludes the retrieval set."""
+    retrieval = select_threshold(scores, tau) if retrieval is None else retrieval
     size = count or len(retrieval)
     if rule == "threshold":
         heads = retrieval

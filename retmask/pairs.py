@@ -59,3 +59,20 @@ def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], drop_empty: 
             "rejected_tokens": bad["completion_tokens"],
         })
     return build
+
+
+def build_sft(chosen_rows: list[dict], drop_empty: bool = True) -> PairBuild:
+    """SFT examples from the chosen responses alone (the SFT baseline), as chat conversations."""
+    build = PairBuild(pairs=[])
+    for row in sorted(chosen_rows, key=lambda r: r["prompt_id"]):
+        if drop_empty and not row["response"].strip():
+            build.dropped["empty"] += 1
+            continue
+        build.pairs.append({
+            "prompt_id": row["prompt_id"],
+            "messages": row["messages"] + [{"role": "assistant", "content": row["response"]}],
+            "prompt_tokens": row["prompt_tokens"],
+            "chosen_tokens": row["completion_tokens"],
+            "rejected_tokens": 0,
+        })
+    return build

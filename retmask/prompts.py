@@ -1,10 +1,14 @@
-"""Chat prompts for synthesis: rows of a jsonl/parquet file or a saved `datasets` directory.
+"""Chat prompts for synthesis, from LMSYS-Chat-1M, WildChat, or any jsonl/parquet file or saved
+`datasets` directory with a messages or prompt column.
 
-A prompt is the conversation up to (and including) the first user turn, with a stable id.
+A prompt is the first user turn (default) or the whole conversation up to its last user turn,
+with a stable id: the row's own conversation id when it has one, else a hash of the messages.
+Filters (language, redacted, moderation-flagged, prompt tokens) and de-duplication are counted.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from retmask.errors import UserError
@@ -21,6 +25,23 @@ class Prompt:
     messages: list[dict]
 
 
+@dataclass
+class PromptSet:
+    prompts: list[Prompt]
+    dropped: Counter = field(default_factory=Counter)
+    rows: int = 0
+
+
+# How each known dataset names its parts; "auto" picks by the columns present.
+FORMATS = {
+    "lmsys": {"messages": "conversation", "id": "conversation_id"},
+    "wildchat": {"messages": "conversation", "id": "conversation_hash"},
+    "messages": {"messages": "messages", "id": "id"},
+    "prompt": {"messages": "prompt", "id": "id"},
+}
+TURNS = ("first", "prefix")
+
+
 def _load_rows(path: Path):
     import datasets
 
@@ -34,31 +55,102 @@ def _load_rows(path: Path):
     raise PromptError(f"prompts {path}: expected a .jsonl, .json or .parquet file or a saved datasets directory")
 
 
-def _first_user_turn(messages, row_index: int, column: str) -> list[dict]:
+def detect_format(columns: list[str]) -> str:
+    if "conversation_hash" in columns:
+        return "wildchat"
+    if "conversation_id" in columns and "conversation" in columns:
+        return "lmsys"
+    if "messages" in columns:
+        return "messages"
+    if "prompt" in columns:
+        return "prompt"
+    raise PromptError(f"cannot tell the prompt format from columns {', '.join(columns)}; set synthesis.prompt_format "
+                      f"({', '.join(['auto', *FORMATS])}) and synthesis.prompt_column")
+
+
+def conversation_prompt(messages, turns: str) -> list[dict] | None:
+    """The prompt part of a conversation: its first user turn, or everything up to the last user turn."""
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
-    for message in messages:
-        if message.get("role") == "user":
-            return [{"role": "user", "content": message["content"]}]
-    raise PromptError(f"row {row_index}: column {column!r} has no user turn")
+    clean = [{"role": m["role"], "content": m["content"]} for m in messages if m.get("role") and m.get("content")]
+    users = [i for i, m in enumerate(clean) if m["role"] == "user"]
+    if not users:
+        return None
+    if turns == "first":
+        return [clean[users[0]]]
+    return clean[: users[-1] + 1]
 
 
-def load_prompts(path: str | Path, column: str = "messages", limit: int = 0) -> list[Prompt]:
-    """First user turn of each row; ids from the row's `id` column, else a hash of the prompt."""
+def _flagged(row: dict) -> bool:
+    moderation = row.get("openai_moderation") or []
+    return any(entry.get("flagged") for entry in moderation if isinstance(entry, dict)) or bool(row.get("toxic"))
+
+
+def load_prompts(
+    path: str | Path,
+    prompt_format: str = "auto",
+    column: str = "",
+    turns: str = "first",
+    languages: list[str] = (),
+    drop_redacted: bool = True,
+    drop_flagged: bool = False,
+    dedup: bool = True,
+    max_prompt_tokens: int = 0,
+    tokenizer=None,
+    limit: int = 0,
+) -> PromptSet:
+    """Prompts of a dataset in its row order, filtered; `limit` keeps the first N that pass."""
     path = Path(path)
     if not path.exists():
         raise PromptError(f"prompts {path} does not exist")
+    if turns not in TURNS:
+        raise PromptError(f"turns {turns!r}: expected one of {', '.join(TURNS)}")
     rows = _load_rows(path)
+    chosen = detect_format(rows.column_names) if prompt_format == "auto" else prompt_format
+    if chosen not in FORMATS:
+        raise PromptError(f"prompt format {prompt_format!r}: expected one of auto, {', '.join(FORMATS)}")
+    column = column or FORMATS[chosen]["messages"]
     if column not in rows.column_names:
         raise PromptError(f"prompts {path}: no column {column!r}; columns are {', '.join(rows.column_names)}")
-    prompts = []
-    for index, row in enumerate(rows):
-        messages = _first_user_turn(row[column], index, column)
-        prompt_id = str(row.get("id") or row.get("conversation_id") or fingerprint(messages))
-        prompts.append(Prompt(prompt_id, messages))
-        if limit and len(prompts) >= limit:
+    id_column = FORMATS[chosen]["id"]
+    wanted_languages = {language.lower() for language in languages}
+    result = PromptSet(prompts=[])
+    seen: set[str] = set()
+    for row in rows:
+        result.rows += 1
+        if wanted_languages and str(row.get("language", "")).lower() not in wanted_languages:
+            result.dropped["language"] += 1
+            continue
+        if drop_redacted and row.get("redacted"):
+            result.dropped["redacted"] += 1
+            continue
+        if drop_flagged and _flagged(row):
+            result.dropped["flagged"] += 1
+            continue
+        messages = conversation_prompt(row[column], turns)
+        if messages is None:
+            result.dropped["no_user_turn"] += 1
+            continue
+        key = fingerprint(messages)
+        if dedup and key in seen:
+            result.dropped["duplicate"] += 1
+            continue
+        if max_prompt_tokens and tokenizer is not None:
+            rendered = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+            if len(rendered["input_ids"] if isinstance(rendered, dict) else rendered) > max_prompt_tokens:
+                result.dropped["too_long"] += 1
+                continue
+        seen.add(key)
+        own_id = row.get(id_column)
+        if own_id in (None, ""):
+            prompt_id = key
+        else:  # a conversation's prefix is another prompt than its first turn
+            prompt_id = str(own_id) if turns == "first" else f"{own_id}:prefix"
+        result.prompts.append(Prompt(str(prompt_id), messages))
+        if limit and len(result.prompts) >= limit:
             break
-    if not prompts:
-        raise PromptError(f"prompts {path} holds no rows")
-    return prompts
-
+    if not result.prompts:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(result.dropped.items())) or "the source is empty"
+        raise PromptError(f"prompts {path}: no prompt left of {result.rows} rows ({reasons}); "
+                          "loosen the filters or give another source")
+    return result

@@ -33,20 +33,22 @@ def head_argmax(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Te
     """Argmax over key positions of each query head's attention logits, for a single query.
 
     query: (batch, q_heads, 1, dim); key: (batch, kv_heads, seq, dim). Query heads share their
-    group's key head (GQA). Returns (batch, q_heads) positions.
+    group's key head (GQA). Logits are computed as eager attention computes them (model dtype,
+    then scaled), and softmax keeps their order, so the argmax is that of the attention weights.
+    Returns (batch, q_heads) positions.
     """
     batch, q_heads, _, dim = query.shape
     kv_heads, seq = key.shape[1], key.shape[2]
-    grouped = query.reshape(batch, kv_heads, q_heads // kv_heads, dim).float()
-    best_value = torch.full((batch, kv_heads, q_heads // kv_heads), float("-inf"), device=query.device)
-    best_index = torch.zeros_like(best_value, dtype=torch.long)
+    group = q_heads // kv_heads
+    grouped = query.reshape(batch, kv_heads, group, dim)
+    best_value = torch.full((batch, kv_heads, group), float("-inf"), device=query.device)
+    best_index = torch.zeros((batch, kv_heads, group), dtype=torch.long, device=query.device)
     for start in range(0, seq, chunk):
-        keys = key[:, :, start:start + chunk].float()
-        logits = torch.einsum("bkgd,bksd->bkgs", grouped, keys) * scaling
+        logits = (torch.matmul(grouped, key[:, :, start:start + chunk].transpose(-1, -2)) * scaling).float()
         if attention_mask is not None:
             mask = attention_mask[..., -1:, start:start + chunk]  # (batch or 1, 1 or heads, 1, chunk)
             mask = mask.reshape(mask.shape[0], 1, 1, -1) if mask.shape[1] == 1 else \
-                mask.reshape(mask.shape[0], kv_heads, q_heads // kv_heads, -1)
+                mask.reshape(mask.shape[0], kv_heads, group, -1)
             logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask.float()
         value, index = logits.max(dim=-1)  # first maximum, like argmax over softmax weights
         better = value > best_value

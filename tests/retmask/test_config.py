@@ -34,7 +34,7 @@ def test_wrong_type_names_key_and_expected_type():
 
 def test_missing_model_path_is_one_clear_error(tmp_path):
     path = write(tmp_path, "name: x\nmodel: {path: /no/such/model}\n")
-    with pytest.raises(ConfigError, match=r"model.path: /no/such/model is not a directory"):
+    with pytest.raises(ConfigError, match=r"model.path: /no/such/model is not a HF checkpoint directory"):
         load_config(path)
 
 

@@ -1,0 +1,141 @@
+"""Detection cost: time against plain greedy generation of the same instances, and peak memory
+by context length against the naive `output_attentions=True` eager computation.
+
+    python benchmarks/detection.py [--lengths 1024,2048,4096] [--device cuda]
+
+Every figure is a ratio or a peak measured in this one run. Memory is each method's peak in a
+fresh process (ru_maxrss on CPU, max_memory_allocated on CUDA).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def bpe_tokenizer():
+    from tests.helpers.qwen_bpe import qwen_bpe_tokenizer
+
+    return qwen_bpe_tokenizer()
+
+
+def random_llama(vocab: int, attn: str, device: str):
+    """A small Llama-shaped model with GQA; random weights are enough for cost figures."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=131072)
+    config._attn_implementation = attn
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    return LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
+
+
+def instances(tokenizer, lengths: list[int], depths: int):
+    from retmask.niah import DEFAULT_TEMPLATE, build_instances
+
+    return build_instances(tokenizer, "builtin", "builtin", [lengths[0], lengths[-1], len(lengths)], depths,
+                           DEFAULT_TEMPLATE)
+
+
+def time_ratio(model, tokenizer, items, new_tokens: int) -> dict:
+    """Detection vs `model.generate` (greedy, batch 1) over the same instances and steps."""
+    import torch
+
+    from retmask.retrieval import argmax_steps, count_copy_hits
+
+    def detect():
+        for inst in items:
+            count_copy_hits(argmax_steps(model, inst.input_ids, new_tokens, stops=set()), inst.input_ids,
+                            inst.needle_span)
+
+    def plain():
+        for inst in items:
+            ids = torch.tensor([inst.input_ids], device=model.device)
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                           min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+
+    timings = {}
+    for name, fn in (("plain", plain), ("detect", detect), ("plain_again", plain), ("detect_again", detect)):
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        with torch.no_grad():
+            fn()
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        timings[name] = time.perf_counter() - started
+    detect_s = min(timings["detect"], timings["detect_again"])
+    plain_s = min(timings["plain"], timings["plain_again"])
+    return {"detect_s": round(detect_s, 3), "plain_s": round(plain_s, 3), "ratio": round(detect_s / plain_s, 3)}
+
+
+def memory_probe(method: str, length: int, device: str, new_tokens: int) -> None:
+    """Run in a child process: detection of one instance of `length` tokens, print its peak."""
+    import torch
+
+    from retmask.retrieval import argmax_steps, naive_argmax_steps
+
+    tokenizer = bpe_tokenizer()
+    model = random_llama(len(tokenizer), "sdpa" if method == "fast" else "eager", device)
+    inst = instances(tokenizer, [length], 1)[0]
+    steps = argmax_steps if method == "fast" else naive_argmax_steps
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        list(steps(model, inst.input_ids, new_tokens, stops=set()))
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_mib": round(peak, 1)}))
+
+
+def peak_mib(method: str, length: int, device: str, new_tokens: int) -> float | str:
+    result = subprocess.run([sys.executable, __file__, "--probe", method, str(length), "--device", device,
+                             "--new-tokens", str(new_tokens)], capture_output=True, text=True)
+    if result.returncode != 0:
+        return "failed (" + (result.stderr.strip().splitlines() or ["?"])[-1][:60] + ")"
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lengths", default="1024,2048,4096")
+    parser.add_argument("--memory-lengths", default="1024,4096,8192")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--probe", nargs=2, metavar=("METHOD", "LENGTH"))
+    args = parser.parse_args()
+    if args.probe:
+        memory_probe(args.probe[0], int(args.probe[1]), args.device, args.new_tokens)
+        return
+
+    tokenizer = bpe_tokenizer()
+    lengths = [int(x) for x in args.lengths.split(",")]
+    model = random_llama(len(tokenizer), "sdpa", args.device)
+    print("detection time / plain greedy generation time (same instances, same steps)")
+    for length in lengths:
+        items = instances(tokenizer, [length], 3)
+        print(f"  {length:>7} tokens: {time_ratio(model, tokenizer, items, args.new_tokens)}")
+
+    print("peak memory (MiB) of one instance, fast path vs naive eager output_attentions")
+    for length in [int(x) for x in args.memory_lengths.split(",")]:
+        fast = peak_mib("fast", length, args.device, args.new_tokens)
+        naive = peak_mib("naive", length, args.device, args.new_tokens)
+        ratio = f"{naive / fast:.2f}x" if isinstance(fast, float) and isinstance(naive, float) else "-"
+        print(f"  {length:>7} tokens: fast {fast}  naive {naive}  naive/fast {ratio}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Where the rejected response comes from, and how the model is trained: RetMask and its
+baselines as configuration, not code forks.
+
+A strategy names the head-selection rule of its mask (if it masks), the source of rejected
+samples, and the trainer. An LLM-judge win/lose strategy would add a source here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retmask.errors import UserError
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    mask_rule: str | None  # selection rule of the heads to mask; None: no mask
+    rejected_from: str  # "masked": the ablated model; "rejected_model": another model; "none"
+    trainer: str  # "dpo" or "sft"
+
+
+STRATEGIES = {
+    s.name: s
+    for s in (
+        Strategy("retrieval-mask", "selection", "masked", "dpo"),  # RetMask: selection.rule (threshold τ)
+        Strategy("random-mask", "random", "masked", "dpo"),  # same count as the τ set, any heads
+        Strategy("non-retrieval-mask", "non_retrieval", "masked", "dpo"),  # same count, no retrieval head
+        Strategy("smaller-model", None, "rejected_model", "dpo"),  # rejected from a smaller model
+        Strategy("sft", None, "none", "sft"),  # SFT on the chosen responses alone
+    )
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in STRATEGIES:
+        raise UserError(f"strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]

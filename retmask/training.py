@@ -1,0 +1,96 @@
+"""What DPO and SFT training share: batch arithmetic, the truncation check, the jsonl log and
+checkpoint discovery."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from retmask.errors import UserError
+
+LOGGED_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+               "learning_rate", "epoch", "grad_norm")
+
+
+class TrainingError(UserError):
+    pass
+
+
+def gradient_accumulation(global_batch: int, per_device_batch: int, world_size: int) -> int:
+    """Steps to accumulate so that per-device batch x accumulation x GPUs = the global batch."""
+    per_step = per_device_batch * world_size
+    if global_batch % per_step:
+        raise TrainingError(f"global batch {global_batch} is not a multiple of per-device batch {per_device_batch} "
+                            f"x {world_size} GPUs = {per_step}; change train.global_batch_size, "
+                            "train.per_device_batch_size or the number of GPUs")
+    return global_batch // per_step
+
+
+def truncation_report(lengths: list[tuple[int, int]], max_length: int) -> dict:
+    """How many examples (prompt+chosen, prompt+rejected token counts) exceed max_length."""
+    over = [i for i, (chosen, rejected) in enumerate(lengths) if max(chosen, rejected) > max_length]
+    longest = max((max(pair) for pair in lengths), default=0)
+    return {"max_length": max_length, "examples": len(lengths), "truncated": len(over),
+            "share": round(len(over) / len(lengths), 4) if lengths else 0.0, "longest": longest}
+
+
+def check_truncation(report: dict, max_share: float) -> None:
+    if report["share"] > max_share:
+        raise TrainingError(f"{report['truncated']} of {report['examples']} examples ({report['share']:.1%}) are "
+                            f"longer than train.max_length={report['max_length']} (longest {report['longest']} "
+                            f"tokens) and would be truncated; raise train.max_length or "
+                            f"train.max_truncated_share (now {max_share})")
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Appends every training log entry as one json line, as it happens (a resumed run goes on
+    appending, so the log shows the steps continue)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        row = {"step": state.global_step, **{k: logs[k] for k in LOGGED_KEYS if k in logs}}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete `checkpoint-N` directory, if any."""
+    checkpoints = [p for p in Path(output_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(checkpoints, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def common_arguments(train, output_dir: Path, world_size: int, use_cpu: bool) -> dict:
+    """TrainingArguments both trainers take, from the experiment's TrainConfig (paper defaults)."""
+    return dict(
+        output_dir=str(output_dir),
+        learning_rate=train.learning_rate,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": train.min_learning_rate},
+        warmup_steps=train.warmup_ratio,  # a value below 1 is a share of the total steps
+        weight_decay=train.weight_decay,
+        adam_beta1=train.adam_beta1,
+        adam_beta2=train.adam_beta2,
+        per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=gradient_accumulation(train.global_batch_size, train.per_device_batch_size,
+                                                          world_size),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        max_length=train.max_length,  # explicit: TRL's default of 1024 truncates long responses silently
+        bf16=train.bf16 and not use_cpu,
+        gradient_checkpointing=train.gradient_checkpointing,
+        logging_steps=train.logging_steps,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        report_to="none",
+        seed=train.seed,
+        data_seed=train.seed,
+        use_cpu=use_cpu,
+        disable_tqdm=True,
+        deepspeed=train.deepspeed or None,
+    )
