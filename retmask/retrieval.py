@@ -119,11 +119,11 @@ def argmax_steps(model, input_ids: list[int], max_new_tokens: int, stops: set[in
     install_argmax_attention(model)
     device = next(model.parameters()).device
     ids = torch.tensor([input_ids], device=device)
-    cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
+    cache = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).past_key_values
     current = ids[:, -1:]
     with _recording(model.config.num_hidden_layers) as recorder:
         for _ in range(max_new_tokens):
-            output = model(input_ids=current, past_key_values=cache, use_cache=True)
+            output = model(input_ids=current, past_key_values=cache, use_cache=True, logits_to_keep=1)
             cache = output.past_key_values
             token = int(output.logits[0, -1].argmax())
             if token in stops:
@@ -138,7 +138,7 @@ def naive_argmax_steps(model, input_ids: list[int], max_new_tokens: int,
     """The same from materialized eager attention weights (`output_attentions=True`): the
     reference the fast path is tested against. Needs a model loaded with eager attention."""
     ids = torch.tensor([input_ids])
-    cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
+    cache = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).past_key_values
     current = ids[:, -1:]
     for _ in range(max_new_tokens):
         output = model(input_ids=current, past_key_values=cache, use_cache=True, output_attentions=True)

@@ -4,7 +4,13 @@ import json
 import pytest
 
 from retmask.errors import UserError
-from retmask.helmet import CATEGORIES, HelmetError, category_averages, find_results, parse_score_file
+from retmask.helmet import (
+    CATEGORIES,
+    HelmetError,
+    category_averages,
+    find_results,
+    parse_score_file,
+)
 
 # dataset -> (dataset field at 8192, at 16384, test_name at 8192, at 16384, gen max, size, shots, chat),
 # as in HELMET's configs/*_short.yaml
