@@ -69,6 +69,85 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _load_for_cluster(args):
+    from jobs.profiles import load_profile
+
+    cfg = load_config(args.config, args.set or [])
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    profile = load_profile(args.cluster, args.profile_set or [])
+    if profile.kind != "slurm":
+        raise ConfigError(f"profile {args.cluster!r} is not a SLURM profile; use `retmask run` to run locally")
+    return cfg, profile
+
+
+def cmd_submit(args) -> int:
+    from jobs import control
+    from retmask.rundir import RunDir
+
+    cfg, profile = _load_for_cluster(args)
+    if args.dry_run:
+        print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=args.until))
+        return 0
+    from jobs.profiles import check_against_scheduler
+
+    check_against_scheduler(profile)  # before anything is written
+    run = _record_config(cfg)
+    control.submit(cfg, run, profile, force=args.force, until=args.until)
+    print(f"queued; follow with: retmask status {run.root}")
+    return 0
+
+
+def _run_of(path: str):
+    from retmask.rundir import RunDir
+
+    run = RunDir(path)
+    if not run.manifest_path.is_file():
+        raise ConfigError(f"{path} is not a run directory (no manifest.json)")
+    return run
+
+
+def cmd_status(args) -> int:
+    from jobs.status import format_status, run_status
+
+    stages, source = run_status(_run_of(args.run), query_scheduler=not args.disk_only)
+    print(format_status(stages, source))
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from jobs import control
+    from jobs.profiles import ClusterProfile
+    from jobs.runner import load_run_config
+    from retmask.config import from_dict
+
+    run = _run_of(args.run)
+    cfg = load_run_config(run)
+    manifest = run.read_manifest()
+    if args.cluster:
+        from jobs.profiles import load_profile
+
+        profile = load_profile(args.cluster, args.profile_set or [])
+    else:  # the profile the run was submitted with
+        profile = from_dict(ClusterProfile, manifest.get("profile", {}), key="profile")
+    control.resume(cfg, run, profile, force=args.force, time_factor=args.time_factor, mem_factor=args.mem_factor)
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from jobs import control
+
+    control.cancel(_run_of(args.run))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from jobs import control
+
+    print(control.failed_logs(_run_of(args.run), tail=args.tail))
+    return 0
+
+
 def _parse_lengths(text: str) -> list[int]:
     try:
         start, end, count = (int(x) for x in text.split(":"))
@@ -148,6 +227,41 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-parallel", type=int, default=0, help="processes at once (default: the profile's)")
     run.add_argument("--until", metavar="STAGE", help="run only this stage and the stages it depends on")
     run.set_defaults(func=cmd_run)
+
+    submit = sub.add_parser("submit", help="submit every stage to SLURM (arrays + afterok dependencies)")
+    submit.add_argument("config")
+    submit.add_argument("--cluster", required=True, help="profile name in slurm_templates/ or a path to yours")
+    submit.add_argument("--profile-set", action="append", metavar="KEY=VALUE", help="override a profile key")
+    submit.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
+    submit.add_argument("--run-dir")
+    submit.add_argument("--dry-run", action="store_true", help="print every sbatch script; submit nothing")
+    submit.add_argument("--force", action="store_true", help="move outputs of another config aside and redo them")
+    submit.add_argument("--until", metavar="STAGE", help="submit only this stage and the stages it depends on")
+    submit.set_defaults(func=cmd_submit)
+
+    status = sub.add_parser("status", help="shards done/running/pending/failed per stage of a run")
+    status.add_argument("run")
+    status.add_argument("--disk-only", action="store_true", help="do not ask the scheduler")
+    status.set_defaults(func=cmd_status)
+
+    resume = sub.add_parser("resume", help="resubmit only failed or missing shards and unfinished stages")
+    resume.add_argument("run")
+    resume.add_argument("--cluster", help="profile to use (default: the one the run was submitted with)")
+    resume.add_argument("--profile-set", action="append", metavar="KEY=VALUE")
+    resume.add_argument("--force", action="store_true", help="accept a config changed since outputs were written")
+    resume.add_argument("--time-factor", type=float, default=1.0, help="multiply the time limit of TIMEOUT stages")
+    resume.add_argument("--mem-factor", type=float, default=1.0, help="multiply the memory of OOM stages")
+    resume.set_defaults(func=cmd_resume)
+
+    cancel = sub.add_parser("cancel", help="cancel a run's queued and running jobs")
+    cancel.add_argument("run")
+    cancel.set_defaults(func=cmd_cancel)
+
+    logs = sub.add_parser("logs", help="stderr tails of failed shards, grouped by error")
+    logs.add_argument("run")
+    logs.add_argument("--failed", action="store_true", help="failed shards (the default and only view)")
+    logs.add_argument("--tail", type=int, default=20)
+    logs.set_defaults(func=cmd_logs)
 
     detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM")
     detect.add_argument("--model", required=True)

@@ -47,6 +47,7 @@ class StageProgress:
     done: set[int]
     failed: dict[int, str] = field(default_factory=dict)
     job_ids: dict[int, str] = field(default_factory=dict)
+    log_folders: dict[int, str] = field(default_factory=dict)
     started: float | None = None
     finished: float | None = None
     skipped: bool = False
@@ -63,6 +64,7 @@ class StageProgress:
             "done": sorted(self.done),
             "failed": {str(k): v for k, v in sorted(self.failed.items())},
             "job_ids": {str(k): v for k, v in sorted(self.job_ids.items())},
+            "log_folders": {str(k): v for k, v in sorted(self.log_folders.items())},
             "state": "done" if self.complete else ("failed" if self.failed else "pending"),
             "skipped": self.skipped,
             "wall_seconds": round(self.finished - self.started, 2) if self.started and self.finished else None,
@@ -154,6 +156,7 @@ class LocalPipeline:
                 job = executors[stage.name].submit(run_shard, str(self.run.root), stage.name, shard, threads)
                 progress = self.progress[stage.name]
                 progress.job_ids[shard] = str(job.job_id)
+                progress.log_folders[shard] = str(executors[stage.name].folder)
                 progress.started = progress.started or time.time()
                 running.append((stage, shard, job))
                 self._write_manifest()

@@ -1,41 +1,119 @@
-"""Cluster profiles: data files in slurm_templates/, loaded into a typed profile."""
+"""Cluster profiles: data files in slurm_templates/ (or the user's own), loaded into a typed
+profile. Site values (partition, account, QoS, setup lines) come from the user's profile or
+overrides, never from the code."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from retmask.config import ConfigError, from_dict
+from retmask.config import ConfigError, apply_override, from_dict
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm_templates"
+
+# Stages that need an accelerator on a GPU cluster; the others run on CPUs.
+GPU_STAGES = ("toy_model", "detect", "synthesize_chosen", "synthesize_rejected", "train", "evaluate")
 
 
 @dataclass
 class ClusterProfile:
-    kind: str = "local"  # local: processes on this machine
+    kind: str = "local"  # local: processes on this machine; slurm: jobs of a SLURM cluster
+    # local
     max_parallel: int = 2
     timeout_min: int = 1440
+    # slurm
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    gpus_per_node: int = 0
+    gpu_type: str = ""  # e.g. h100: asked as gpu:h100:N with gpu_request gres
+    gpu_request: str = "gres"  # gres: --gres=gpu[:type]:N; gpus_per_node: --gpus-per-node=N
+    cpus_per_gpu: int = 8
+    cpus_per_task: int = 4  # CPU-only stages
+    mem_per_gpu_gb: int = 64
+    mem_gb: int = 16  # CPU-only stages
+    time_limit_min: dict[str, int] = field(default_factory=lambda: {"default": 240})
+    train_nodes: int = 1
+    setup: list[str] = field(default_factory=list)  # lines run before each job: modules, env activation
+    array_parallelism: int = 64
+    max_array_size: int = 0  # 0: read MaxArraySize from the scheduler
+    signal_delay_s: int = 120  # USR2 this long before the time limit, so the job can checkpoint and requeue
 
-    def validate(self, key: str = "") -> None:
-        if self.kind != "local":
-            raise ConfigError(f"profile kind {self.kind!r} is not supported here; use kind: local")
+    KINDS = ("local", "slurm")
+
+    def validate(self, key: str = "profile") -> None:
+        if self.kind not in self.KINDS:
+            raise ConfigError(f"{key}.kind: {self.kind!r} is not one of {', '.join(self.KINDS)}")
         if self.max_parallel < 1:
-            raise ConfigError(f"profile max_parallel must be >= 1, got {self.max_parallel}")
+            raise ConfigError(f"{key}.max_parallel must be >= 1, got {self.max_parallel}")
+        if self.kind != "slurm":
+            return
+        if not self.partition:
+            raise ConfigError(f"{key}.partition: missing; set your cluster's partition in your own profile or "
+                              "with --profile-set partition=NAME")
+        if self.gpu_request not in ("gres", "gpus_per_node"):
+            raise ConfigError(f"{key}.gpu_request: {self.gpu_request!r} is not one of gres, gpus_per_node")
+        if "default" not in self.time_limit_min:
+            raise ConfigError(f"{key}.time_limit_min needs a 'default' entry (minutes)")
+        if self.train_nodes < 1 or (self.train_nodes > 1 and self.gpus_per_node < 1):
+            raise ConfigError(f"{key}.train_nodes: {self.train_nodes} needs train_nodes >= 1 and GPUs per node")
+
+    def time_limit(self, stage: str) -> int:
+        return self.time_limit_min.get(stage, self.time_limit_min["default"])
+
+    def stage_gpus(self, stage: str) -> int:
+        return self.gpus_per_node if stage in GPU_STAGES else 0
+
+    def gpu_parameters(self, gpus: int) -> dict:
+        if not gpus:
+            return {}
+        if self.gpu_request == "gres":
+            return {"gres": f"gpu:{self.gpu_type}:{gpus}" if self.gpu_type else f"gpu:{gpus}"}
+        return {"gpus_per_node": gpus}
 
 
 def available_profiles() -> list[str]:
     return sorted(path.stem for path in PROFILE_DIR.glob("*.yaml"))
 
 
-def load_profile(name_or_path: str) -> ClusterProfile:
-    """A profile by name (a file of slurm_templates/) or by path to a user's own YAML file."""
+def load_profile(name_or_path: str, overrides: list[str] = ()) -> ClusterProfile:
+    """A profile by name (a file of slurm_templates/) or by path to a user's own YAML file,
+    with `key=value` overrides."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ConfigError(f"cluster profile {name_or_path!r} not found; known profiles: "
                           f"{', '.join(available_profiles())}, or give a path to a profile YAML")
-    profile = from_dict(ClusterProfile, yaml.safe_load(path.read_text()) or {}, key=f"profile {path.name}")
-    profile.validate()
+    data = yaml.safe_load(path.read_text()) or {}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    profile = from_dict(ClusterProfile, data, key=f"profile {path.stem}")
+    profile.validate(f"profile {path.stem}")
     return profile
+
+
+def check_against_scheduler(profile: ClusterProfile) -> None:
+    """Checks only the scheduler can answer: the partition exists and has GPUs if we ask for them."""
+    if shutil.which("sinfo") is None:
+        raise ConfigError("no SLURM here (sinfo not found); submit from a login node, or use --dry-run")
+    out = subprocess.run(["sinfo", "-h", "-p", profile.partition, "-o", "%P %G"], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise ConfigError(f"partition {profile.partition!r} not found on this cluster (sinfo: "
+                          f"{(out.stderr or 'no such partition').strip()})")
+    gres = " ".join(line.split(maxsplit=1)[1] if " " in line else "" for line in out.stdout.splitlines())
+    if profile.gpus_per_node and "gpu" not in gres:
+        raise ConfigError(f"the profile asks for {profile.gpus_per_node} GPUs per node but partition "
+                          f"{profile.partition!r} has no GPUs (gres: {gres.strip() or 'none'}); "
+                          "set gpus_per_node: 0 for a CPU cluster")
+
+
+def scheduler_max_array_size() -> int:
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.strip().startswith("MaxArraySize"):
+            return int(line.split("=")[1].strip())
+    return 1001  # SLURM's default

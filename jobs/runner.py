@@ -18,12 +18,39 @@ def load_run_config(run: RunDir) -> ExperimentConfig:
     return from_dict(ExperimentConfig, yaml.safe_load(run.config_path.read_text()))
 
 
+FAULTS_FILE = "inject_faults.json"
+
+
+def inject_fault(run: RunDir, stage: str, shard: int) -> None:
+    """Fail this shard once if the run's fault-injection file names it (for testing resume).
+
+    The entry is removed before failing, so a resubmitted shard runs normally.
+    """
+    import fcntl
+    import json
+
+    from retmask.io import write_json
+
+    path = run.root / FAULTS_FILE
+    if not path.is_file():
+        return
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        faults = json.loads(path.read_text()) if path.is_file() else []
+        key = f"{stage}:{shard}"
+        if key not in faults:
+            return
+        write_json(path, [f for f in faults if f != key])
+    raise RuntimeError(f"fault injected into {key} by {path}")
+
+
 def run_shard(run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:
     """Run one shard and mark it done; a shard already done under the same fingerprint is skipped.
 
     `threads` caps torch's CPU threads: shards sharing a machine would otherwise each start one
     thread per core and slow each other down many times over.
     """
+    threads = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
     if threads:
         import torch
 
@@ -37,6 +64,7 @@ def run_shard(run_root: str, stage_name: str, shard: int, threads: int = 0) -> s
     stage_print = stage_fingerprints(cfg, stages)[stage_name]
     if shard in run.done_shards(stage_name, stage_print):
         return "already done"
+    inject_fault(run, stage_name, shard)
     started = time.perf_counter()
     stage.function()(cfg, run, shard)
     run.mark_done(stage_name, shard, stage_print, time.perf_counter() - started)

@@ -59,10 +59,14 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     _log_up_to(train_log_path(run), resumed_at)
     trainer = build(model, tokenizer, dataset, cfg.train, trainer_dir(run), train_log_path(run), world_size)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    # Every rank takes part in saving (ZeRO-3 gathers the weights); the main one writes the files.
+    staging = run.stage_dir("train") / ".model.saving"
+    trainer.save_model(str(staging))
     if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(staging))
         with atomic_directory(trained_model_dir(run)) as tmp:
-            trainer.save_model(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
+            tmp.rmdir()
+            os.replace(staging, tmp)
         write_json(run.stage_dir("train") / "summary.json", {
             "trainer": "sft" if sft else "dpo", "global_step": trainer.state.global_step,
             "train_loss": result.training_loss, "examples": len(dataset), "resumed_from_step": resumed_at,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -204,6 +205,9 @@ class ExperimentConfig:
 
         if not self.name:
             raise ConfigError("name: missing; give the experiment a name (it names the run directory)")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise ConfigError(f"name: {self.name!r} may hold only letters, digits, '.', '_' and '-' (it names "
+                              "directories and jobs)")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy: {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
         if self.strategy == "smaller-model" and not self.rejected_model.path:
@@ -252,6 +256,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list of {_type_name(item_type)}, got {value!r}")
         return [_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {_type_name(key_type)} to {_type_name(value_type)}, "
+                              f"got {value!r}")
+        return {_coerce(k, key_type, key): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):
@@ -356,8 +366,9 @@ def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
         if not value:
             raise ConfigError(f"{key}: missing; give a local file path")
         resolved = Path(value).expanduser()
-        if not resolved.is_absolute():
-            resolved = (base / resolved) if (base / resolved).exists() else resolved
+        if not resolved.is_absolute():  # relative to the config file, the working directory or the toolkit
+            candidates = [base / resolved, Path.cwd() / resolved, Path(__file__).resolve().parents[1] / resolved]
+            resolved = next((c for c in candidates if c.exists()), resolved)
         if not resolved.exists():
             raise ConfigError(f"{key}: {value} does not exist")
         return str(resolved)
@@ -365,6 +376,8 @@ def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
     config.detection.haystack = data_path("detection.haystack", config.detection.haystack)
     config.detection.needles = data_path("detection.needles", config.detection.needles)
     config.synthesis.prompts = data_path("synthesis.prompts", config.synthesis.prompts)
+    if config.train.deepspeed:
+        config.train.deepspeed = data_path("train.deepspeed", config.train.deepspeed)
     return config
 
 

@@ -25,7 +25,7 @@ def shard_slice(total: int, shards: int, shard: int) -> range:
 
 class RunDir:
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # jobs may start in another directory
 
     @property
     def config_path(self) -> Path:

@@ -1,0 +1,73 @@
+"""Multi-GPU / multi-node training launch: one SLURM task per node, each running
+`accelerate launch` with c10d rendezvous on the first node of the allocation.
+
+The machine rank is read on each node when its task starts (SLURM_NODEID), never expanded once
+in the batch script, which would give every node rank 0.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+
+from jobs.profiles import ClusterProfile
+from retmask.config import ExperimentConfig
+
+RDZV_PORT = 29500
+
+
+def accelerate_command(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str, machine_rank: str,
+                       main_host: str, port: int) -> list[str]:
+    nodes, gpus = profile.train_nodes, profile.gpus_per_node
+    command = ["accelerate", "launch", "--num_machines", str(nodes), "--num_processes", str(nodes * gpus),
+               "--machine_rank", machine_rank, "--main_process_ip", main_host, "--main_process_port", str(port),
+               "--rdzv_backend", "c10d", "--same_network"]
+    if cfg.train.deepspeed:
+        command += ["--use_deepspeed", "--deepspeed_config_file", cfg.train.deepspeed]
+    else:
+        command += ["--multi_gpu"] if nodes * gpus > 1 else []
+    if cfg.train.bf16:
+        command += ["--mixed_precision", "bf16"]
+    return command + ["-m", "jobs.train_entry", run_root]
+
+
+def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str) -> str:
+    """The per-node command with its runtime values named, and the batch arithmetic, for dry runs
+    and golden files."""
+    from retmask.training import gradient_accumulation
+
+    command = accelerate_command(cfg, profile, run_root, "$SLURM_NODEID", "<first host of $SLURM_JOB_NODELIST>",
+                                 RDZV_PORT)
+    gpus = profile.train_nodes * profile.gpus_per_node
+    t = cfg.train
+    steps = gradient_accumulation(t.global_batch_size, t.per_device_batch_size, gpus)
+    return (" ".join(shlex.quote(part) if not part.startswith(("$", "<")) else part for part in command) + "\n"
+            f"global batch {t.global_batch_size} = per-device batch {t.per_device_batch_size} x gradient "
+            f"accumulation {steps} x {gpus} GPUs ({profile.train_nodes} node(s) x {profile.gpus_per_node})")
+
+
+def _first_host() -> str:
+    nodelist = os.environ["SLURM_JOB_NODELIST"]
+    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+    return out.stdout.split()[0]
+
+
+def launch_training(run_root: str) -> str:
+    """Runs on every node of the training job (one task per node)."""
+    from jobs.pipeline import build_stages, stage_fingerprints
+    from jobs.profiles import ClusterProfile
+    from jobs.runner import load_run_config
+    from retmask.rundir import RunDir
+
+    run = RunDir(run_root)
+    cfg = load_run_config(run)
+    profile = ClusterProfile(**{k: v for k, v in run.read_manifest()["profile"].items()})
+    rank = os.environ["SLURM_NODEID"]  # read here, on this node
+    port = RDZV_PORT + int(os.environ.get("SLURM_JOB_ID", "0")) % 1000
+    started = time.perf_counter()
+    subprocess.run(accelerate_command(cfg, profile, run_root, rank, _first_host(), port), check=True)
+    if rank == "0":
+        stages = build_stages(cfg)
+        run.mark_done("train", 0, stage_fingerprints(cfg, stages)["train"], time.perf_counter() - started)
+    return "done"

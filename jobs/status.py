@@ -1,0 +1,135 @@
+"""What a run's shards are doing: done (marker on disk), running, pending, failed (with its class
+and last error line) or missing — from the run directory plus one scheduler query."""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs.scheduler import ACTIVE, FAILURE_CLASS, job_states
+from retmask.rundir import RunDir
+
+ROW_STAGES = ("detect", "synthesize_chosen", "synthesize_rejected")
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+@dataclass
+class ShardState:
+    shard: int
+    state: str  # done, running, pending, blocked (behind a failure), failed, missing
+    job_id: str | None = None
+    failure: str | None = None  # OOM, TIMEOUT, PREEMPTED, NODE_FAIL, CANCELLED, exit code N
+    error: str | None = None
+
+
+@dataclass
+class StageStatus:
+    name: str
+    shards: int
+    states: list[ShardState] = field(default_factory=list)
+    rows: int | None = None
+
+    def count(self, state: str) -> int:
+        return sum(s.state == state for s in self.states)
+
+
+def _done_markers(run: RunDir, stage: str, fingerprint: str) -> set[int]:
+    return run.done_shards(stage, fingerprint) if fingerprint else set()
+
+
+def _rows_written(run: RunDir, stage: str) -> int:
+    folder = run.stage_dir(stage) / "shards"
+    if not folder.is_dir():
+        return 0
+    total = 0
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".jsonl"):
+            with open(entry.path, "rb") as handle:
+                total += handle.read().count(b"\n")
+    return total
+
+
+def last_error_line(path: Path) -> str | None:
+    """The last line that reads like an error in a log (else its last line)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 20000))
+            lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    # A Python exception names the cause; srun's "task 0: Exited with exit code 1" only its effect.
+    exceptions = [line for line in lines if EXCEPTION_LINE.match(line)]
+    errors = [line for line in lines if ("Error" in line or "error:" in line or "Killed" in line)
+              and not line.startswith("srun:")]
+    return (exceptions or errors or lines or [None])[-1]
+
+
+def stderr_path(folder: str | None, job_id: str | None) -> Path | None:
+    if not folder or not job_id:
+        return None
+    return Path(folder) / f"{job_id}_0_log.err"
+
+
+def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageStatus], str]:
+    manifest = run.read_manifest()
+    stages = manifest.get("stages", {})
+    job_ids = [job for entry in stages.values() for job in entry.get("job_ids", {}).values()]
+    states, source = job_states(job_ids) if query_scheduler and manifest.get("executor") == "slurm" else ({}, "none")
+    result = []
+    for name in manifest.get("order", list(stages)):
+        entry = stages.get(name, {})
+        status = StageStatus(name, entry.get("shards", 0))
+        done = _done_markers(run, name, entry.get("fingerprint", ""))
+        local_failures = entry.get("failed", {})
+        for shard in range(status.shards):
+            job_id = entry.get("job_ids", {}).get(str(shard))
+            folder = entry.get("log_folders", {}).get(str(shard))
+            if shard in done:
+                status.states.append(ShardState(shard, "done", job_id))
+                continue
+            scheduler_state = states.get(job_id, {}).get("state") if job_id else None
+            if scheduler_state == "PENDING" and states[job_id].get("reason") == "DependencyNeverSatisfied":
+                # waits on a failed upstream shard: `retmask resume` resubmits it behind the new job
+                status.states.append(ShardState(shard, "blocked", job_id, "DependencyNeverSatisfied"))
+            elif scheduler_state in ACTIVE:
+                kind = "pending" if scheduler_state == "PENDING" else "running"
+                status.states.append(ShardState(shard, kind, job_id))
+            elif scheduler_state in FAILURE_CLASS or str(shard) in local_failures or scheduler_state == "COMPLETED":
+                exit_code = states.get(job_id, {}).get("exit_code", "")
+                failure = FAILURE_CLASS.get(scheduler_state) or (f"exit code {exit_code}" if exit_code else "FAILED")
+                if failure == "FAILED" and exit_code and exit_code != "0:0":
+                    failure = f"exit code {exit_code.split(':')[0]}"
+                error = local_failures.get(str(shard)) or last_error_line(stderr_path(folder, job_id) or Path("/"))
+                status.states.append(ShardState(shard, "failed", job_id, failure, error))
+            else:
+                status.states.append(ShardState(shard, "missing", job_id))
+        if name in ROW_STAGES:
+            status.rows = _rows_written(run, name)
+        result.append(status)
+    return result, source
+
+
+def format_status(stages: list[StageStatus], source: str) -> str:
+    header = (f"{'stage':<22}{'shards':>7}{'done':>7}{'running':>9}{'pending':>9}{'blocked':>9}{'failed':>8}"
+              f"{'missing':>9}{'rows':>9}")
+    lines = [header, "-" * len(header)]
+    for s in stages:
+        rows = "" if s.rows is None else str(s.rows)
+        lines.append(f"{s.name:<22}{s.shards:>7}{s.count('done'):>7}{s.count('running'):>9}{s.count('pending'):>9}"
+                     f"{s.count('blocked'):>9}{s.count('failed'):>8}{s.count('missing'):>9}{rows:>9}")
+    failures = [(s.name, f) for s in stages for f in s.states if f.state == "failed"]
+    if failures:
+        lines += ["", "failed shards:"]
+        for name, f in failures[:50]:
+            lines.append(f"  {name} shard {f.shard} (job {f.job_id}): {f.failure}: {f.error or 'no log line'}")
+        if len(failures) > 50:
+            lines.append(f"  ... and {len(failures) - 50} more (retmask logs RUN --failed)")
+    lines.append(f"\nscheduler states from: {source}" + (" (disk state only)" if source == "none" else ""))
+    return "\n".join(lines)
+
+
+def failure_groups(stages: list[StageStatus]) -> Counter:
+    return Counter(f.error or "no log line" for s in stages for f in s.states if f.state == "failed")

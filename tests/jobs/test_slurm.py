@@ -1,0 +1,60 @@
+"""The toy pipeline on a real SLURM: submit, status while running, a failed shard named with its
+error, resume, and pairs identical to those of an unfaulted local run."""
+import time
+
+from jobs import control
+from jobs.cli import _record_config
+from jobs.local import LocalPipeline
+from jobs.profiles import load_profile
+from jobs.status import format_status, run_status
+from retmask.config import load_config
+from retmask.io import read_jsonl, write_json
+from tests.conftest import REPO
+from tests.slurm_cluster import local_slurm  # noqa: F401
+
+
+def wait_until_idle(run, timeout=600):
+    seen = set()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        stages, source = run_status(run)
+        states = {s.state for stage in stages for s in stage.states}
+        seen |= states
+        if not states & {"running", "pending"}:
+            time.sleep(3)  # sacct lags squeue by a few seconds
+            stages, source = run_status(run)
+            if not {s.state for stage in stages for s in stage.states} & {"running", "pending"}:
+                return stages, source, seen
+        time.sleep(1)
+    raise TimeoutError(format_status(*run_status(run)))
+
+
+def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_dir, tmp_path):  # noqa: F811
+    reference = load_config(REPO / "configs" / "tiny.yaml")
+    reference.run_dir = str(tmp_path / "local")
+    local_run = _record_config(reference)
+    LocalPipeline(reference, local_run, log=lambda line: None, until="pairs").execute(max_parallel=2)
+
+    cfg = load_config(REPO / "configs" / "tiny.yaml")
+    cfg.run_dir = str(tmp_path / "slurm")
+    run = _record_config(cfg)
+    write_json(run.root / "inject_faults.json", ["synthesize_chosen:1"])
+    profile = load_profile("local-slurm")
+    control.submit(cfg, run, profile, until="pairs", log=lambda line: None)
+
+    stages, source, seen = wait_until_idle(run)
+    assert source == "sacct" and {"running", "pending"} & seen
+    failed = [(stage.name, s) for stage in stages for s in stage.states if s.state == "failed"]
+    assert [(name, s.shard) for name, s in failed] == [("synthesize_chosen", 1)]
+    assert "fault injected into synthesize_chosen:1" in failed[0][1].error
+    table = format_status(stages, source)
+    assert "synthesize_chosen shard 1" in table and "RuntimeError: fault injected" in table
+    assert "fault injected" in control.failed_logs(run)
+
+    control.resume(cfg, run, profile, log=lambda line: None)
+    stages, _, _ = wait_until_idle(run)
+    assert all(s.state == "done" for stage in stages for s in stage.states), format_status(stages, "sacct")
+    assert read_jsonl(run.stage_dir("pairs") / "pairs.jsonl") == read_jsonl(local_run.stage_dir("pairs") /
+                                                                            "pairs.jsonl")
+    history = run.read_manifest()["stages"]["synthesize_chosen"]["job_history"]["1"]
+    assert len(history) == 2, "the failed shard was resubmitted once, under a new job id"

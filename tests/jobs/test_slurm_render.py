@@ -1,0 +1,76 @@
+"""Golden files of the sbatch scripts `retmask submit --dry-run` prints, for the two GPU cluster
+shapes. Regenerate after an intended change with RETMASK_UPDATE_GOLDEN=1."""
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs.pipeline import build_stages
+from jobs.profiles import load_profile
+from jobs.slurm import SlurmPipeline
+from retmask.config import ConfigError, ExperimentConfig, from_dict
+from retmask.rundir import RunDir
+from tests.conftest import REPO
+
+GOLDEN = Path(__file__).parent / "golden"
+SHAPES = {"tsubame-h100-1x4": ["partition=gpu_h100", "account=proj-rm"],
+          "abci-h200-2x8": ["partition=rt_HG", "account=gxa50000", "qos=normal"]}
+
+
+def paper_config() -> ExperimentConfig:
+    data = yaml.safe_load((REPO / "configs" / "llama-3.1-8b-instruct.yaml").read_text())
+    data["model"]["path"] = "/models/Meta-Llama-3.1-8B-Instruct"
+    data["synthesis"]["prompts"] = "/data/lmsys-chat-1m"
+    return from_dict(ExperimentConfig, data)
+
+
+def rendered(shape: str) -> str:
+    profile = load_profile(shape.rsplit("-", 1)[0], SHAPES[shape])
+    cfg = paper_config()
+    pipeline = SlurmPipeline(cfg, RunDir("/scratch/runs/example"), profile)
+    texts = []
+    for stage in build_stages(cfg):
+        dependency = "afterok:" + ":".join(f"<{d}>" for d in stage.depends) if stage.depends else None
+        texts.append(f"# ===== {stage.name} =====\n" + pipeline.render(
+            stage, stage.shards(cfg), dependency, python="python", folder=f"/scratch/runs/example/logs/{stage.name}"))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_sbatch_scripts_match_golden_files(shape):
+    text = rendered(shape)
+    path = GOLDEN / f"{shape}.sbatch"
+    if os.environ.get("RETMASK_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"rendered sbatch differs from {path}; rerun with RETMASK_UPDATE_GOLDEN=1"
+
+
+def test_golden_scripts_carry_what_a_cluster_needs():
+    one = (GOLDEN / "tsubame-h100-1x4.sbatch").read_text()
+    two = (GOLDEN / "abci-h200-2x8.sbatch").read_text()
+    assert "#SBATCH --gres=gpu:h100:4" in one and "--num_machines 1 --num_processes 4" in one
+    assert "gradient accumulation 128 x 4 GPUs" in one
+    train = two.split("# ===== train =====")[1].split("# =====")[0]
+    assert "#SBATCH --nodes=2" in train and "#SBATCH --ntasks-per-node=1" in train
+    assert "#SBATCH --gpus-per-node=8" in train and "#SBATCH --account=gxa50000" in train
+    assert "--machine_rank $SLURM_NODEID" in train  # read on each node, not once in the script
+    assert "gradient accumulation 32 x 16 GPUs" in train
+    assert "#SBATCH --array=0-63%64" in two and "--signal=USR2@120" in two
+
+
+def test_global_batch_stays_512_whatever_the_node_count():
+    from retmask.training import gradient_accumulation
+
+    for nodes, gpus in ((1, 4), (2, 4), (1, 8), (2, 8), (4, 8)):
+        steps = gradient_accumulation(512, 1, nodes * gpus)
+        assert steps * nodes * gpus == 512
+    with pytest.raises(Exception, match="not a multiple"):
+        gradient_accumulation(512, 3, 8)
+
+
+def test_profile_errors_come_before_anything_is_submitted():
+    with pytest.raises(ConfigError, match="partition: missing"):
+        load_profile("abci-h200")
+    with pytest.raises(ConfigError, match="unknown key; allowed keys"):
+        load_profile("abci-h200", ["partiton=x"])
