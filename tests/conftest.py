@@ -24,3 +24,6 @@ def toy_tokenizer():
     from retmask.toy.vocab import build_tokenizer
 
     return build_tokenizer()
+
+
+from tests.slurm_cluster import local_slurm  # noqa: E402,F401  (session fixture: a real single-node SLURM)

@@ -29,4 +29,4 @@ def test_unknown_cluster_profile_names_the_known_ones(tmp_path, capsys):
 
     code = main(["run", str(REPO / "configs" / "tiny.yaml"), "--run-dir", str(tmp_path / "r"),
                  "--set", "execution.cluster=nowhere"])
-    assert code == 2 and "cluster profile 'nowhere' not found; known profiles: local" in capsys.readouterr().err
+    assert code == 2 and "cluster profile 'nowhere' not found; known profiles: abci-h200, local, local-slurm" in capsys.readouterr().err

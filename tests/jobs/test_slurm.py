@@ -10,7 +10,6 @@ from jobs.status import format_status, run_status
 from retmask.config import load_config
 from retmask.io import read_jsonl, write_json
 from tests.conftest import REPO
-from tests.slurm_cluster import local_slurm  # noqa: F401
 
 
 def wait_until_idle(run, timeout=600):
@@ -29,7 +28,7 @@ def wait_until_idle(run, timeout=600):
     raise TimeoutError(format_status(*run_status(run)))
 
 
-def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_dir, tmp_path):  # noqa: F811
+def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_dir, tmp_path):
     reference = load_config(REPO / "configs" / "tiny.yaml")
     reference.run_dir = str(tmp_path / "local")
     local_run = _record_config(reference)
@@ -58,3 +57,15 @@ def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_
                                                                             "pairs.jsonl")
     history = run.read_manifest()["stages"]["synthesize_chosen"]["job_history"]["1"]
     assert len(history) == 2, "the failed shard was resubmitted once, under a new job id"
+
+
+def test_gpu_request_on_a_cluster_without_gpus_is_refused_before_submission(local_slurm):
+    import pytest
+
+    from jobs.profiles import check_against_scheduler
+    from retmask.config import ConfigError
+
+    with pytest.raises(ConfigError, match="asks for 4 GPUs per node but partition 'debug' has no GPUs"):
+        check_against_scheduler(load_profile("local-slurm", ["gpus_per_node=4"]))
+    with pytest.raises(ConfigError, match="partition 'nope' not found"):
+        check_against_scheduler(load_profile("local-slurm", ["partition=nope"]))
