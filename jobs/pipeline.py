@@ -52,8 +52,16 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
         Stage("pairs", "jobs.pairs:run", samples, ("pairs",)),
         Stage("train", "jobs.train:run", ("pairs",), ("train", "strategy")),
         Stage("evaluate", "jobs.evaluate:run", ("train", "merge_scores", "select_heads"), ("evaluation",)),
-        Stage("report", "jobs.report:run", ("evaluate", "pairs", "train")),
     ]
+    report_after = ("evaluate", "pairs", "train")
+    if cfg.helmet.path:
+        stages += [
+            Stage("helmet", "jobs.helmet:run", ("train",), ("helmet",),
+                  lambda c: len(c.helmet.models) * len(c.helmet.configs)),
+            Stage("helmet_scores", "jobs.helmet:merge", ("helmet",)),
+        ]
+        report_after += ("helmet_scores",)
+    stages.append(Stage("report", "jobs.report:run", report_after))
     return stages
 
 

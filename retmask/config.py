@@ -180,6 +180,27 @@ class EvaluationConfig:
 
 
 @dataclass
+class HelmetConfig:
+    """HELMET runs on the user's own checkout and data (never downloaded by us); empty path: none."""
+
+    path: str = ""  # a HELMET checkout (its eval.py and data/)
+    configs: list[str] = field(default_factory=lambda: [
+        "recall_short.yaml", "rag_short.yaml", "rerank_short.yaml", "cite_short.yaml", "longqa_short.yaml",
+        "summ_short.yaml", "icl_short.yaml"])  # files of <path>/configs, each a set of tasks and lengths
+    lengths: list[int] = field(default_factory=lambda: [8192, 16384, 32768, 65536])
+    models: list[str] = field(default_factory=lambda: ["base", "trained"])
+    use_vllm: bool = False
+    extra_args: list[str] = field(default_factory=list)  # more eval.py arguments, passed as given
+
+    def validate(self, key: str) -> None:
+        for model in self.models:
+            _choice(key, "models[]", model, ("base", "trained"))
+        if self.path and not (Path(self.path).expanduser() / "eval.py").is_file():
+            raise ConfigError(f"{key}.path: {self.path} is not a HELMET checkout (no eval.py); give the path of "
+                              "your clone of princeton-nlp/HELMET with its data downloaded")
+
+
+@dataclass
 class ExecutionConfig:
     cluster: str = "local"  # a profile of slurm_templates/ or a path to one
 
@@ -198,6 +219,7 @@ class ExperimentConfig:
     pairs: PairsConfig = field(default_factory=PairsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    helmet: HelmetConfig = field(default_factory=HelmetConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def validate(self, key: str = "") -> None:

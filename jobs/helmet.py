@@ -1,0 +1,64 @@
+"""Stages: HELMET on the base and trained models, one array task per (model, HELMET config
+file), run from the user's HELMET checkout; then its scores parsed and averaged per category and
+length, where a missing or failed result makes the average "incomplete", never silently smaller."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from jobs.train import trained_model_dir
+from retmask.config import ExperimentConfig
+from retmask.io import write_json
+from retmask.rundir import RunDir
+
+
+def shard_task(cfg: ExperimentConfig, shard: int) -> tuple[str, str]:
+    h = cfg.helmet
+    return h.models[shard // len(h.configs)], h.configs[shard % len(h.configs)]
+
+
+def output_dir(run: RunDir, model: str) -> Path:
+    return run.stage_dir("helmet") / "outputs" / model
+
+
+def eval_command(cfg: ExperimentConfig, model_path: str, config_file: str, out: Path) -> list[str]:
+    h = cfg.helmet
+    command = [sys.executable, "eval.py", "--config", str(Path("configs") / config_file),
+               "--model_name_or_path", model_path, "--output_dir", str(out), "--tag", "retmask"]
+    return command + (["--use_vllm"] if h.use_vllm else []) + list(h.extra_args)
+
+
+def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    model, config_file = shard_task(cfg, shard)
+    model_path = cfg.model.path if model == "base" else str(trained_model_dir(run))
+    out = output_dir(run, model)
+    out.mkdir(parents=True, exist_ok=True)
+    log = run.stage_dir("helmet") / "logs" / f"{model}-{Path(config_file).stem}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle:  # HELMET reads configs/ and data/ relative to its checkout
+        result = subprocess.run(eval_command(cfg, model_path, config_file, out), cwd=cfg.helmet.path,
+                                stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-5:]
+        raise RuntimeError(f"HELMET eval.py failed on {config_file} for the {model} model (exit "
+                           f"{result.returncode}); log {log}: " + " | ".join(tail))
+
+
+def averages_record(averages) -> dict:
+    """{length: {"categories": {name: {value, incomplete, missing}}, "overall": {...}}} as json."""
+    def average(a) -> dict:
+        return {"value": a.value, "incomplete": a.incomplete, "missing": [str(m) for m in a.missing]}
+
+    return {str(length): {"categories": {name: average(a) for name, a in entry.categories.items()},
+                          "overall": average(entry.overall)} for length, entry in averages.items()}
+
+
+def merge(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    from retmask.helmet import category_averages, find_results
+
+    per_model = {}
+    for model in cfg.helmet.models:
+        results = find_results(output_dir(run, model), cfg.helmet.lengths, tag="retmask")
+        per_model[model] = averages_record(category_averages(results, lengths=cfg.helmet.lengths))
+    write_json(run.stage_dir("helmet_scores") / "averages.json", per_model)
