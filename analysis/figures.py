@@ -71,3 +71,21 @@ def niah_bars(accuracies: dict[str, float], path: Path) -> Path:
     ax.set_ylabel("NIAH accuracy")
     ax.tick_params(axis="x", rotation=20)
     return _save(fig, path)
+
+
+def niah_heatmaps(grids: dict[str, list[dict]], path: Path) -> Path:
+    """NIAH accuracy over context length x needle depth, one panel per model."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.8 * len(grids), 3.2), squeeze=False, constrained_layout=True)
+    for ax, (name, grid) in zip(axes[0], grids.items()):
+        lengths = sorted({cell["length"] for cell in grid})
+        depths = sorted({cell["depth"] for cell in grid})
+        values = {(cell["length"], cell["depth"]): cell["accuracy"] for cell in grid}
+        matrix = [[values.get((length, depth), float("nan")) for length in lengths] for depth in depths]
+        image = ax.imshow(matrix, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="lower")
+        ax.set_xticks(range(len(lengths)), [str(x) for x in lengths])
+        ax.set_yticks(range(len(depths)), [f"{d:g}%" for d in depths])
+        ax.set_xlabel("context length (tokens)")
+        ax.set_title(name)
+    axes[0][0].set_ylabel("needle depth")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
+    return _save(fig, path)

@@ -64,12 +64,18 @@ def _niah_section(run: RunDir, out: Path) -> list[str]:
     controls = [v for k, v in accuracies.items() if k.startswith("random_control")]
     figures.niah_bars(accuracies, out / "niah_accuracy.png")
     rows = [[entry["model"], len(entry["masked_heads"]), entry["accuracy"]] for entry in niah]
+    grids = {entry["model"]: entry["grid"] for entry in niah if entry["model"] in ("base", "ablated", "trained")}
+    figures.niah_heatmaps(grids, out / "niah_heatmaps.png")
     lines = [
         "## NIAH accuracy: normal, ablated, random-mask controls, trained",
         "",
         "![NIAH accuracy](niah_accuracy.png)",
         "",
         _table(["model", "heads masked", "accuracy"], rows),
+        "",
+        "Accuracy over context length and needle depth:",
+        "",
+        "![NIAH heatmaps](niah_heatmaps.png)",
     ]
     if controls:
         mean_control = sum(controls) / len(controls)
@@ -132,6 +138,25 @@ def _change_section(run: RunDir, out: Path) -> list[str]:
     ]
 
 
+def _helmet_section(run: RunDir) -> list[str]:
+    """HELMET averages per model and length; an incomplete one is marked and what is missing named."""
+    averages = read_json(run.stage_dir("helmet_scores") / "averages.json")
+    lines = ["## HELMET", ""]
+    missing: list[str] = []
+    for model, per_length in averages.items():
+        categories = list(next(iter(per_length.values()))["categories"])
+        rows = []
+        for length, entry in per_length.items():
+            cells = [entry["categories"][c] for c in categories] + [entry["overall"]]
+            rows.append([length] + ["incomplete" if c["incomplete"] else round(c["value"], 2) for c in cells])
+            missing += [m for c in entry["categories"].values() for m in c["missing"]]
+        lines += [f"{model} model:", "", _table(["length", *categories, "overall"], rows), ""]
+    if missing:
+        lines += ["Missing or failed results (their averages are marked incomplete):", ""]
+        lines += [f"- {m}" for m in sorted(set(missing))]
+    return lines
+
+
 def write_run_report(run: RunDir, tau: float) -> Path:
     out = run.report_dir
     lines = [f"# RetMask run report: {run.root.name}", ""]
@@ -140,8 +165,11 @@ def write_run_report(run: RunDir, tau: float) -> Path:
         summary = read_json(toy)["summary"]
         lines += [f"Toy model: {summary['parameters']:,} parameters, held-out exact copy "
                   f"{summary['held_out_exact_match']:.3f}, trained in {summary['train_seconds']} s.", ""]
-    for section in (_retrieval_section(run, tau, out), _niah_section(run, out), _pairs_section(run),
-                    _training_section(run, out), _change_section(run, out)):
+    sections = [_retrieval_section(run, tau, out), _niah_section(run, out), _pairs_section(run),
+                _training_section(run, out), _change_section(run, out)]
+    if (run.stage_dir("helmet_scores") / "averages.json").is_file():
+        sections.append(_helmet_section(run))
+    for section in sections:
         lines += section + [""]
     lines += ["## Stage times", "", _table(["stage", "shards", "compute s (sum of shards)", "wall s"],
                                            _stage_times(run)), ""]

@@ -148,6 +148,14 @@ def cmd_logs(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from analysis.compare import write_comparison
+
+    index = write_comparison([Path(p) for p in args.runs], Path(args.out), latex=args.latex)
+    print(f"comparison of {len(args.runs)} run(s) written: {index}")
+    return 0
+
+
 def _parse_lengths(text: str) -> list[int]:
     try:
         start, end, count = (int(x) for x in text.split(":"))
@@ -262,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--failed", action="store_true", help="failed shards (the default and only view)")
     logs.add_argument("--tail", type=int, default=20)
     logs.set_defaults(func=cmd_logs)
+
+    report = sub.add_parser("report", help="tables and figures across finished runs (Table 1/2, Fig. 4/5)")
+    report.add_argument("runs", nargs="+", help="finished run directories")
+    report.add_argument("--out", default="reports/comparison", help="output directory (index.md, CSV, PNG)")
+    report.add_argument("--latex", action="store_true", help="also write LaTeX tables")
+    report.set_defaults(func=cmd_report)
 
     detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM")
     detect.add_argument("--model", required=True)

@@ -72,3 +72,21 @@ def test_malformed_config_stops_before_any_job(tmp_path):
     assert result.returncode == 2
     assert "synthesis.max_promts: unknown key" in result.stderr and "max_prompts" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_report_compares_two_strategies(finished_run):
+    """A random-mask run beside the retrieval-mask one, then `retmask report` over both."""
+    other = retmask("run", str(REPO / "configs" / "tiny.yaml"), "--run-dir", str(finished_run / "random"),
+                    "--set", "strategy=random-mask", cwd=finished_run)
+    assert other.returncode == 0, other.stdout + other.stderr
+    heads = read_json(finished_run / "random/stages/select_heads/heads.json")
+    assert heads["strategy"] == "random-mask" and len(heads["heads"]) == len(heads["retrieval_heads"])
+    out = finished_run / "comparison"
+    result = retmask("report", str(finished_run / "run"), str(finished_run / "random"), "--out", str(out),
+                     cwd=finished_run)
+    assert result.returncode == 0, result.stderr
+    index = (out / "index.md").read_text()
+    assert "## Table 1" in index and "/ retrieval-mask |" in index and "/ random-mask |" in index
+    for figure in ("fig4_score_distribution.png", "fig5_retrieval_change.png", "concentration_vs_gain.png"):
+        assert (out / figure).is_file(), figure
+    assert (out / "table1.csv").read_text().count("\n") >= 3

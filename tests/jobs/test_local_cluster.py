@@ -7,7 +7,6 @@ import time
 import pytest
 import submitit
 
-
 TIMEOUT_S = 120
 FINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
 
