@@ -11,6 +11,8 @@ import shlex
 import subprocess
 import time
 
+from submitit.helpers import Checkpointable
+
 from jobs.profiles import ClusterProfile
 from retmask.config import ExperimentConfig
 
@@ -51,6 +53,14 @@ def _first_host() -> str:
     nodelist = os.environ["SLURM_JOB_NODELIST"]
     out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
     return out.stdout.split()[0]
+
+
+class TrainingLaunch(Checkpointable):
+    """The training job as a whole: requeued by submitit on time limit or preemption, it
+    resumes from the latest checkpoint (see jobs/train.py)."""
+
+    def __call__(self, run_root: str) -> str:
+        return launch_training(run_root)
 
 
 def launch_training(run_root: str) -> str:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import yaml
+from submitit.helpers import Checkpointable
 
 from jobs.pipeline import build_stages, stage_fingerprints
 from retmask.config import ExperimentConfig, from_dict
@@ -69,3 +70,12 @@ def run_shard(run_root: str, stage_name: str, shard: int, threads: int = 0) -> s
     stage.function()(cfg, run, shard)
     run.mark_done(stage_name, shard, stage_print, time.perf_counter() - started)
     return "done"
+
+
+class ShardTask(Checkpointable):
+    """One shard as a SLURM job that requeues itself when it nears its time limit or is
+    preempted (submitit sends USR2, then resubmits the same call); rerun, the shard continues from
+    what it already wrote: rows for detection and synthesis, the latest checkpoint for training."""
+
+    def __call__(self, run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:
+        return run_shard(run_root, stage_name, shard, threads)

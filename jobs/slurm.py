@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
 from jobs.profiles import ClusterProfile, scheduler_max_array_size
-from jobs.runner import run_shard
+from jobs.runner import ShardTask
 from retmask.config import ConfigError, ExperimentConfig
 from retmask.rundir import RunDir
 
@@ -77,11 +77,12 @@ class SlurmPipeline:
         return params
 
     def _function(self, stage: Stage):
+        """Checkpointable callables: a job cut by its time limit or preempted is requeued."""
         if self.uses_launcher(stage):
-            from jobs.launch import launch_training
+            from jobs.launch import TrainingLaunch
 
-            return launch_training
-        return run_shard
+            return TrainingLaunch()
+        return ShardTask()
 
     # ------------------------------------------------------------------ rendering (dry run, golden files)
 
@@ -151,7 +152,7 @@ class SlurmPipeline:
                 params["dependency"] = "afterok:" + ":".join(sorted(set(waits)))
             executor.update_parameters(**params)
             function = self._function(plan.stage)
-            for part in chunks(plan.todo, max(1, limit - 1)):
+            for part in chunks(plan.todo, limit):  # indices run 0..len-1 < MaxArraySize
                 root, name = str(self.run.root), plan.stage.name
                 if self.uses_launcher(plan.stage):
                     jobs = [executor.submit(function, root)]

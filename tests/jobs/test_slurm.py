@@ -38,8 +38,10 @@ def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_
     cfg.run_dir = str(tmp_path / "slurm")
     run = _record_config(cfg)
     write_json(run.root / "inject_faults.json", ["synthesize_chosen:1"])
-    profile = load_profile("local-slurm")
+    profile = load_profile("local-slurm", ["max_array_size=1"])  # every array split into single tasks
     control.submit(cfg, run, profile, until="pairs", log=lambda line: None)
+    detect_jobs = run.read_manifest()["stages"]["detect"]["job_ids"].values()
+    assert len({job.split("_")[0] for job in detect_jobs}) == 2, "an array above MaxArraySize is split"
 
     stages, source, seen = wait_until_idle(run)
     assert source == "sacct" and {"running", "pending"} & seen
