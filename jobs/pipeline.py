@@ -61,6 +61,8 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
             Stage("helmet_scores", "jobs.helmet:merge", ("helmet",)),
         ]
         report_after += ("helmet_scores",)
+    if cfg.general.tasks:
+        stages.append(Stage("general", "jobs.general:run", ("train",), ("general",)))
     stages.append(Stage("report", "jobs.report:run", report_after))
     return stages
 

@@ -5,6 +5,7 @@ Kept free of torch/transformers imports so a login node can load, validate and s
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import types
@@ -201,6 +202,21 @@ class HelmetConfig:
 
 
 @dataclass
+class GeneralConfig:
+    """General benchmarks through lm-evaluation-harness, if installed; no tasks: no stage."""
+
+    tasks: list[str] = field(default_factory=list)  # e.g. [gpqa_main_zeroshot, mmlu_pro]
+    metrics: dict[str, str] = field(default_factory=dict)  # task -> metric key; default: its first metric
+    limit: int = 0  # examples per task; 0 = all
+    batch_size: int = 8
+
+    def validate(self, key: str) -> None:
+        if self.tasks and importlib.util.find_spec("lm_eval") is None:
+            raise ConfigError(f"{key}.tasks is set but lm-evaluation-harness is not installed: pip install lm-eval, "
+                              "or leave general.tasks empty")
+
+
+@dataclass
 class ExecutionConfig:
     cluster: str = "local"  # a profile of slurm_templates/ or a path to one
 
@@ -220,6 +236,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     helmet: HelmetConfig = field(default_factory=HelmetConfig)
+    general: GeneralConfig = field(default_factory=GeneralConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def validate(self, key: str = "") -> None:

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from analysis.compare import write_comparison
-from analysis.runs import CompareError, NotARunError, helmet_averages_json, read_helmet_averages
+from analysis.runs import (
+    CompareError,
+    NotARunError,
+    helmet_averages_json,
+    read_helmet_averages,
+)
 from retmask.errors import UserError
 from retmask.helmet import HelmetResult, category_averages
 
