@@ -43,7 +43,7 @@ or the same per model: {"base": {"<length>": ...}, "trained": {"<length>": ...}}
                "missing": ["<dataset> at length <n>: <reason> (<path>)", ...]}  # strings, or objects
                                           # {"dataset", "length", "path", "reason"}
 
-as `retmask.helmet.category_averages` computes them (`helmet_averages_json` converts its result).
+as `retmask.helmet.category_averages` computes them (`retmask.helmet.averages_json` converts its result).
 An incomplete average is never shown as a plain number: "45.1*" when a value is given anyway,
 "incomplete" when it is null; "-" marks a length a run was not evaluated at.
 """

@@ -7,8 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from retmask.config import ConfigError, read_saved_config
 from retmask.errors import UserError
 from retmask.io import read_json
 
@@ -143,16 +142,6 @@ def read_helmet_averages(path: str | Path) -> dict[str, dict[int, HelmetLength]]
     return {"trained": _per_length(data, str(path))}
 
 
-def helmet_averages_json(averages: dict) -> dict:
-    """`retmask.helmet.category_averages`' result in the averages.json shape (one model)."""
-    def average(a) -> dict:
-        return {"value": a.value, "incomplete": a.incomplete, "missing": [str(m) for m in a.missing]}
-
-    return {str(length): {"categories": {name: average(a) for name, a in entry.categories.items()},
-                          "overall": average(entry.overall), "not_requested": list(entry.not_requested)}
-            for length, entry in averages.items()}
-
-
 def _read_general(path: Path) -> dict[str, float | None]:
     data = _json(path)
     if not isinstance(data, dict):
@@ -170,11 +159,9 @@ def read_run(path: str | Path) -> Run:
     _need(root, "report/metrics.json", "written by the report stage, the last stage of a run")
     config_path = _need(root, "config.yaml", "the resolved experiment config")
     try:
-        cfg = yaml.safe_load(config_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise CompareError(f"{config_path}: not valid YAML ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise CompareError(f"{config_path}: expected a mapping (the experiment config)")
+        cfg = read_saved_config(config_path)
+    except ConfigError as exc:
+        raise CompareError(str(exc)) from exc
     niah_path = _need(root, "stages/evaluate/niah.json", "the evaluate stage's NIAH results")
     niah_list = _json(niah_path)
     if not isinstance(niah_list, list) or not all(isinstance(e, dict) and "model" in e for e in niah_list):
@@ -186,15 +173,12 @@ def read_run(path: str | Path) -> Run:
     change = _json(_need(root, "stages/evaluate/retrieval_change.json", "the evaluate stage's score change"))
     summary = _json(_need(root, "stages/merge_scores/summary.json", "the merge_scores stage's ranked scores"))
     heads_path = root / "stages/select_heads/heads.json"
-    helmet_path = next((p for p in (root / "stages/helmet_scores/averages.json",
-                                    root / "stages/helmet/averages.json") if p.is_file()), None)
+    helmet_path = root / "stages/helmet_scores/averages.json"
+    helmet_path = helmet_path if helmet_path.is_file() else None
     general_path = root / "stages/general/results.json"
-    model = str((cfg.get("model") or {}).get("path") or "")
-    tau = (cfg.get("selection") or {}).get("tau")
     return Run(
-        root=root, label="", name=str(cfg.get("name") or root.name), model=model, model_label="",
-        strategy=str(cfg.get("strategy") or "retrieval-mask"),
-        tau=_number(tau, f"{config_path}: selection.tau"), niah=niah, change=change, summary=summary,
+        root=root, label="", name=cfg.name, model=cfg.model.path, model_label="", strategy=cfg.strategy,
+        tau=cfg.selection.tau, niah=niah, change=change, summary=summary,
         heads=_json(heads_path) if heads_path.is_file() else None,
         helmet=read_helmet_averages(helmet_path) if helmet_path else {}, helmet_path=helmet_path,
         general=_read_general(general_path) if general_path.is_file() else None)

@@ -45,20 +45,11 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
                            f"{result.returncode}); log {log}: " + " | ".join(tail))
 
 
-def averages_record(averages) -> dict:
-    """{length: {"categories": {name: {value, incomplete, missing}}, "overall": {...}}} as json."""
-    def average(a) -> dict:
-        return {"value": a.value, "incomplete": a.incomplete, "missing": [str(m) for m in a.missing]}
-
-    return {str(length): {"categories": {name: average(a) for name, a in entry.categories.items()},
-                          "overall": average(entry.overall)} for length, entry in averages.items()}
-
-
 def merge(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
-    from retmask.helmet import category_averages, find_results
+    from retmask.helmet import averages_json, category_averages, find_results
 
     per_model = {}
     for model in cfg.helmet.models:
         results = find_results(output_dir(run, model), cfg.helmet.lengths, tag="retmask")
-        per_model[model] = averages_record(category_averages(results, lengths=cfg.helmet.lengths))
+        per_model[model] = averages_json(category_averages(results, lengths=cfg.helmet.lengths))
     write_json(run.stage_dir("helmet_scores") / "averages.json", per_model)

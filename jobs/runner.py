@@ -6,17 +6,16 @@ import os
 import time
 from pathlib import Path
 
-import yaml
 from submitit.helpers import Checkpointable
 
 from jobs.pipeline import build_stages, stage_fingerprints
-from retmask.config import ExperimentConfig, from_dict
+from retmask.config import ExperimentConfig, read_saved_config
 from retmask.rundir import RunDir
 
 
 def load_run_config(run: RunDir) -> ExperimentConfig:
     """The resolved config saved in the run directory (paths already resolved)."""
-    return from_dict(ExperimentConfig, yaml.safe_load(run.config_path.read_text()))
+    return read_saved_config(run.config_path)
 
 
 FAULTS_FILE = "inject_faults.json"

@@ -354,17 +354,22 @@ def toy_model_dir(recipe: ToyModelConfig) -> Path:
     return toy_cache_root() / fingerprint(recipe.to_dict())
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
-    """Load, override, validate and resolve an experiment config."""
-    path = Path(path)
+def _read_yaml_mapping(path: Path, what: str) -> dict:
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Load, override, validate and resolve an experiment config."""
+    path = Path(path)
+    data = _read_yaml_mapping(path, "config file")
     for assignment in overrides:
         apply_override(data, assignment)
     config = from_dict(ExperimentConfig, data)
@@ -418,6 +423,11 @@ def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
     if config.train.deepspeed:
         config.train.deepspeed = data_path("train.deepspeed", config.train.deepspeed)
     return config
+
+
+def read_saved_config(path: str | Path) -> ExperimentConfig:
+    """The resolved config a run directory holds (its paths already resolved; not re-checked)."""
+    return from_dict(ExperimentConfig, _read_yaml_mapping(Path(path), "run config"))
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:

@@ -266,3 +266,14 @@ def category_averages(results: Iterable[HelmetResult], expected_datasets: Iterab
                    else Average(_mean([a.value for a in categories.values() if a.value is not None])))
         out[length] = LengthAverages(length, categories, overall, [n for n in DATASETS if n not in names])
     return out
+
+
+def averages_json(averages: dict[int, "LengthAverages"]) -> dict:
+    """`category_averages`' result as json: {length: {categories, overall, not_requested}}, each
+    average {value, incomplete, missing}; what the helmet_scores stage writes per model."""
+    def average(a) -> dict:
+        return {"value": a.value, "incomplete": a.incomplete, "missing": [str(m) for m in a.missing]}
+
+    return {str(length): {"categories": {name: average(a) for name, a in entry.categories.items()},
+                          "overall": average(entry.overall), "not_requested": list(entry.not_requested)}
+            for length, entry in averages.items()}

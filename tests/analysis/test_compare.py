@@ -9,11 +9,10 @@ from analysis.compare import write_comparison
 from analysis.runs import (
     CompareError,
     NotARunError,
-    helmet_averages_json,
     read_helmet_averages,
 )
 from retmask.errors import UserError
-from retmask.helmet import HelmetResult, category_averages
+from retmask.helmet import HelmetResult, averages_json, category_averages
 
 HEADS = [f"{layer}-{head}" for layer in range(2) for head in range(4)]  # 8 heads
 
@@ -168,15 +167,13 @@ def test_niah_table1_when_no_run_has_helmet_latex_and_general(tmp_path):
 
 
 def test_helmet_file_of_one_model_from_the_parser(tmp_path):
-    """stages/helmet/averages.json in the one-model shape, made from retmask.helmet's averages."""
+    """stages/helmet_scores/averages.json in the one-model shape, made from retmask.helmet's averages."""
     results = [HelmetResult("json_kv", 8192, "substring_exact_match", 80.0, Path("x")),
                HelmetResult("nq", 8192, "substring_exact_match", None, Path("y"), "no result file")]
-    shaped = helmet_averages_json(category_averages(results, expected_datasets=["json_kv", "nq"]))
+    shaped = averages_json(category_averages(results, expected_datasets=["json_kv", "nq"]))
     assert shaped["8192"]["overall"]["incomplete"] and shaped["8192"]["overall"]["value"] is None
     runs = two_runs(tmp_path, helmet=shaped)
-    (runs[0] / "stages/helmet_scores/averages.json").rename(runs[0] / "stages/helmet_scores/moved.json")
-    target = runs[0] / "stages/helmet/averages.json"
-    target.parent.mkdir(parents=True)
+    target = runs[0] / "stages/helmet_scores/averages.json"
     target.write_text(json.dumps(shaped))
     parsed = read_helmet_averages(target)
     assert set(parsed) == {"trained"} and parsed["trained"][8192].categories["Recall"].value == 80.0
