@@ -8,21 +8,19 @@ import dataclasses
 import importlib.util
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from retmask.errors import UserError
 from retmask.io import fingerprint
 from retmask.niah import DEFAULT_TEMPLATE
-
-
-class ConfigError(UserError):
-    """A configuration problem, stated with the key at fault and what would be right."""
+from retmask.typed_yaml import (
+    ConfigError,
+    apply_override,
+    from_dict,
+    read_yaml_mapping,
+)
 
 
 @dataclass
@@ -271,81 +269,6 @@ def _positive(key: str, name: str, value: int) -> None:
         raise ConfigError(f"{key}.{name} must be >= 1, got {value}")
 
 
-# ---------------------------------------------------------------- generic dataclass loading
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = [arg for arg in typing.get_args(tp) if arg is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, options[0], key)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, "
-                              f"got {type(value).__name__} {value!r}")
-        return from_dict(tp, value, key)
-    if origin is list:
-        (item_type,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list of {_type_name(item_type)}, got {value!r}")
-        return [_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
-    if origin is dict:
-        key_type, value_type = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {_type_name(key_type)} to {_type_name(value_type)}, "
-                              f"got {value!r}")
-        return {_coerce(k, key_type, key): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
-        try:  # YAML reads 5e-7 (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
-    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def from_dict(cls: type, data: dict, key: str = "") -> Any:
-    """Build dataclass `cls` from `data`; unknown keys and wrong types are errors naming the key."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    prefix = f"{key}." if key else ""
-    for name in data:
-        if name not in names:
-            raise ConfigError(f"{prefix}{name}: unknown key; allowed keys here: {', '.join(names)}")
-    values = {name: _coerce(data[name], hints[name], f"{prefix}{name}") for name in data}
-    obj = cls(**values)
-    for f in dataclasses.fields(cls):
-        child = getattr(obj, f.name)
-        if dataclasses.is_dataclass(child) and hasattr(child, "validate"):
-            child.validate(f"{prefix}{f.name}")
-    if hasattr(obj, "validate") and not key:
-        obj.validate()
-    return obj
-
-
-def apply_override(data: dict, assignment: str) -> None:
-    """Apply one `section.key=value` override (value parsed as YAML) to raw config data."""
-    if "=" not in assignment:
-        raise ConfigError(f"override {assignment!r}: expected section.key=value")
-    dotted, raw = assignment.split("=", 1)
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {assignment!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
-
-
 def toy_cache_root() -> Path:
     return Path(os.environ.get("RETMASK_CACHE", Path.home() / ".cache" / "retmask")) / "toy-models"
 
@@ -354,22 +277,10 @@ def toy_model_dir(recipe: ToyModelConfig) -> Path:
     return toy_cache_root() / fingerprint(recipe.to_dict())
 
 
-def _read_yaml_mapping(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return data
-
-
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Load, override, validate and resolve an experiment config."""
     path = Path(path)
-    data = _read_yaml_mapping(path, "config file")
+    data = read_yaml_mapping(path, "config file")
     for assignment in overrides:
         apply_override(data, assignment)
     config = from_dict(ExperimentConfig, data)
@@ -427,7 +338,7 @@ def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
 
 def read_saved_config(path: str | Path) -> ExperimentConfig:
     """The resolved config a run directory holds (its paths already resolved; not re-checked)."""
-    return from_dict(ExperimentConfig, _read_yaml_mapping(Path(path), "run config"))
+    return from_dict(ExperimentConfig, read_yaml_mapping(Path(path), "run config"))
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:
