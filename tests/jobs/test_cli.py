@@ -30,3 +30,18 @@ def test_unknown_cluster_profile_names_the_known_ones(tmp_path, capsys):
     code = main(["run", str(REPO / "configs" / "tiny.yaml"), "--run-dir", str(tmp_path / "r"),
                  "--set", "execution.cluster=nowhere"])
     assert code == 2 and "cluster profile 'nowhere' not found; known profiles: abci-h200, local, local-slurm" in capsys.readouterr().err
+
+
+def test_detect_alone_writes_wu_style_scores(toy_model_dir, tmp_path, capsys):
+    import json
+
+    assets = toy_model_dir / "retmask_toy"
+    code = main(["detect", "--model", str(toy_model_dir), "--haystack", str(assets / "haystack.txt"),
+                 "--needles", str(assets / "needles.jsonl"), "--template", "{context} {question}",
+                 "--lengths", "32:48:2", "--depths", "2", "--max-new-tokens", "14", "--dtype", "float32",
+                 "--out", str(tmp_path / "det")])
+    assert code == 0, capsys.readouterr().err
+    scores = json.loads((tmp_path / "det" / "retrieval_scores.json").read_text())
+    assert len(scores) == 32 and all(len(v) == 32 for v in scores.values())  # 32 heads x 32 kept instances
+    ranked = json.loads((tmp_path / "det" / "summary.json").read_text())["ranked"]
+    assert ranked[0][1] > 0.5 and ranked[-1][1] < 0.05
