@@ -55,3 +55,8 @@ def test_section_fingerprint_changes_with_its_section_only():
     b = from_dict(ExperimentConfig, {"name": "x", "train": {"beta": 0.2}})
     assert a.section_fingerprint("train") != b.section_fingerprint("train")
     assert a.section_fingerprint("detection") == b.section_fingerprint("detection")
+
+
+def test_a_name_that_would_reach_a_shell_is_refused():
+    with pytest.raises(ConfigError, match="may hold only letters, digits"):
+        from_dict(ExperimentConfig, {"name": "x; rm -rf ~"})
