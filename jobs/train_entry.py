@@ -1,7 +1,9 @@
-"""Entry point of each training process under `accelerate launch`: `python -m jobs.train_entry RUN`."""
+"""Entry point of each training process under a launcher: `python -m jobs.train_entry RUN`
+(accelerate launch on clusters; the deepspeed launcher adds --local_rank)."""
 from __future__ import annotations
 
-import sys
+import argparse
+import os
 
 from jobs.runner import load_run_config
 from jobs.train import run
@@ -10,8 +12,26 @@ from retmask.rundir import RunDir
 
 def main(run_root: str) -> None:
     run_dir = RunDir(run_root)
-    run(load_run_config(run_dir), run_dir, 0)
+    cfg = load_run_config(run_dir)
+    if cfg.train.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+
+        if not torch.cuda.is_available():
+            # On CPU nothing else starts DeepSpeed's communication layer, and ZeRO-3's zero.Init
+            # (the reference model) would see a single process.
+            import deepspeed
+
+            deepspeed.init_distributed(dist_backend="gloo")
+    run(cfg, run_dir, 0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.train_entry")
+    parser.add_argument("run_root")
+    # Set by the deepspeed launcher; the LOCAL_RANK environment variable carries the same.
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=-1)
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(parse_args().run_root)

@@ -71,7 +71,9 @@ def common_arguments(train, output_dir: Path, world_size: int, use_cpu: bool) ->
         output_dir=str(output_dir),
         learning_rate=train.learning_rate,
         lr_scheduler_type="cosine_with_min_lr",
-        lr_scheduler_kwargs={"min_lr": train.min_learning_rate},
+        # The floor as a share of the peak rate: `min_lr` makes transformers read optimizer.defaults,
+        # which DeepSpeed's ZeRO optimizer wrapper lacks.
+        lr_scheduler_kwargs={"min_lr_rate": train.min_learning_rate / train.learning_rate},
         warmup_steps=train.warmup_ratio,  # a value below 1 is a share of the total steps
         weight_decay=train.weight_decay,
         adam_beta1=train.adam_beta1,
