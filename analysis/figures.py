@@ -34,16 +34,18 @@ def score_distribution(ranked: list[tuple[str, float]], selected: set[str], tau:
 
 
 def training_curves(log: list[dict], path: Path) -> Path:
-    """DPO reward margins and accuracies over steps."""
+    """Loss, and for DPO the reward margins and accuracies, over steps."""
+    panels = [(key, title) for key, title in (("loss", "loss"), ("rewards/margins", "reward margin (chosen - rejected)"),
+                                              ("rewards/accuracies", "reward accuracy"))
+              if any(key in row for row in log)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     steps = [row["step"] for row in log]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    left.plot(steps, [row.get("rewards/margins", 0.0) for row in log], marker="o")
-    left.set_title("reward margin (chosen - rejected)")
-    left.set_xlabel("step")
-    right.plot(steps, [row.get("rewards/accuracies", 0.0) for row in log], marker="o", color="tab:green")
-    right.set_title("reward accuracy")
-    right.set_xlabel("step")
-    right.set_ylim(-0.05, 1.05)
+    for ax, (key, title) in zip(axes[0], panels):
+        ax.plot(steps, [row.get(key, float("nan")) for row in log], marker="o")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if key == "rewards/accuracies":
+            ax.set_ylim(-0.05, 1.05)
     return _save(fig, path)
 
 

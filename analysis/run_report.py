@@ -101,19 +101,20 @@ def _pairs_section(run: RunDir) -> list[str]:
 
 def _training_section(run: RunDir, out: Path) -> list[str]:
     log = read_jsonl(run.stage_dir("train") / "train_log.jsonl")
+    trainer = read_json(run.stage_dir("train") / "summary.json").get("trainer", "dpo").upper()
     if not log:
-        return ["## DPO", "", "No training log entries."]
+        return [f"## Training ({trainer})", "", "No training log entries."]
     figures.training_curves(log, out / "dpo_training.png")
     keys = ["loss", "rewards/margins", "rewards/accuracies"]
     first, last = log[0], log[-1]
     truncation = read_json(run.stage_dir("train") / "truncation.json")
     return [
-        "## DPO",
+        f"## Training ({trainer})",
         "",
         f"Before training: {truncation['truncated']} of {truncation['examples']} examples exceed max_length "
         f"{truncation['max_length']} (longest {truncation['longest']} tokens).",
         "",
-        "![DPO margins and accuracies](dpo_training.png)",
+        "![training curves](dpo_training.png)",
         "",
         _table(["", "step"] + keys, [["first", first["step"]] + [first.get(k, "-") for k in keys],
                                       ["last", last["step"]] + [last.get(k, "-") for k in keys]]),

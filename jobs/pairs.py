@@ -24,7 +24,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     if get_strategy(cfg.strategy).trainer == "sft":
         build = build_sft(sample_rows(run, "synthesize_chosen"), cfg.pairs.drop_empty)
-        columns = ["prompt_id", "messages"]
+        columns = ["prompt_id", "prompt", "completion"]
     else:
         build = build_pairs(sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected"),
                             cfg.pairs.drop_empty, cfg.pairs.drop_identical)

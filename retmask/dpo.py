@@ -13,14 +13,10 @@ from retmask.training import JsonlLogCallback, common_arguments
 
 def pair_lengths(dataset, tokenizer) -> list[tuple[int, int]]:
     """Token counts of prompt+chosen and prompt+rejected, rendered by the chat template."""
-    lengths = []
-    for row in dataset:
-        def count(reply):
-            ids = tokenizer.apply_chat_template(row["prompt"] + reply, tokenize=True)
-            return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+    from retmask.generation import chat_token_count
 
-        lengths.append((count(row["chosen"]), count(row["rejected"])))
-    return lengths
+    return [(chat_token_count(tokenizer, row["prompt"] + row["chosen"]),
+             chat_token_count(tokenizer, row["prompt"] + row["rejected"])) for row in dataset]
 
 
 def build_dpo_trainer(model, tokenizer, train_dataset, train: TrainConfig, output_dir: Path, log_path: Path,

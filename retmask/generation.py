@@ -40,6 +40,12 @@ def render_prompts(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
     return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 
+def chat_token_count(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> int:
+    """Tokens of a conversation as its chat template renders it."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)

@@ -62,7 +62,8 @@ def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], drop_empty: 
 
 
 def build_sft(chosen_rows: list[dict], drop_empty: bool = True) -> PairBuild:
-    """SFT examples from the chosen responses alone (the SFT baseline), as chat conversations."""
+    """SFT examples from the chosen responses alone (the SFT baseline), in TRL's conversational
+    prompt/completion form."""
     build = PairBuild(pairs=[])
     for row in sorted(chosen_rows, key=lambda r: r["prompt_id"]):
         if drop_empty and not row["response"].strip():
@@ -70,7 +71,8 @@ def build_sft(chosen_rows: list[dict], drop_empty: bool = True) -> PairBuild:
             continue
         build.pairs.append({
             "prompt_id": row["prompt_id"],
-            "messages": row["messages"] + [{"role": "assistant", "content": row["response"]}],
+            "prompt": row["messages"],
+            "completion": [{"role": "assistant", "content": row["response"]}],
             "prompt_tokens": row["prompt_tokens"],
             "chosen_tokens": row["completion_tokens"],
             "rejected_tokens": 0,

@@ -136,8 +136,9 @@ def load_prompts(
             result.dropped["duplicate"] += 1
             continue
         if max_prompt_tokens and tokenizer is not None:
-            rendered = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-            if len(rendered["input_ids"] if isinstance(rendered, dict) else rendered) > max_prompt_tokens:
+            from retmask.generation import chat_token_count
+
+            if chat_token_count(tokenizer, messages, add_generation_prompt=True) > max_prompt_tokens:
                 result.dropped["too_long"] += 1
                 continue
         seen.add(key)

@@ -8,10 +8,11 @@ from retmask.training import JsonlLogCallback, common_arguments
 
 
 def conversation_lengths(dataset, tokenizer) -> list[tuple[int, int]]:
+    from retmask.generation import chat_token_count
+
     lengths = []
     for row in dataset:
-        ids = tokenizer.apply_chat_template(row["messages"], tokenize=True)
-        n = len(ids["input_ids"] if isinstance(ids, dict) else ids)
+        n = chat_token_count(tokenizer, row["prompt"] + row["completion"])
         lengths.append((n, n))
     return lengths
 
@@ -21,7 +22,8 @@ def build_sft_trainer(model, tokenizer, train_dataset, train: TrainConfig, outpu
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(assistant_only_loss=False,
+    # prompt/completion rows: the loss covers the completion only (the chosen response)
+    args = SFTConfig(completion_only_loss=True,
                      **common_arguments(train, output_dir, world_size, use_cpu=not torch.cuda.is_available()))
     return SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                       callbacks=[JsonlLogCallback(log_path)])

@@ -90,3 +90,15 @@ def test_report_compares_two_strategies(finished_run):
     for figure in ("fig4_score_distribution.png", "fig5_retrieval_change.png", "concentration_vs_gain.png"):
         assert (out / figure).is_file(), figure
     assert (out / "table1.csv").read_text().count("\n") >= 3
+
+
+def test_sft_baseline_trains_on_the_chosen_responses_alone(finished_run):
+    result = retmask("run", str(REPO / "configs" / "tiny.yaml"), "--run-dir", str(finished_run / "sft"),
+                     "--set", "strategy=sft", "--until", "train", cwd=finished_run)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = finished_run / "sft"
+    assert not (run / "stages/synthesize_rejected").exists() and not (run / "stages/mask").exists()
+    summary = read_json(run / "stages/train/summary.json")
+    assert summary["trainer"] == "sft" and summary["global_step"] > 0
+    truncation = read_json(run / "stages/train/truncation.json")
+    assert truncation["longest"] > 20  # whole rendered conversations, in tokens
