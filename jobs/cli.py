@@ -213,7 +213,7 @@ def cmd_mask(args) -> int:
     out = Path(args.out)
     if out.exists():
         return _fail(f"{out} exists; give a new directory (nothing is overwritten)")
-    write_masked_checkpoint(args.model, heads_from_names(names), out)
+    write_masked_checkpoint(args.model, heads_from_names(names), out, pattern=args.o_proj_pattern)
     print(f"masked checkpoint ({len(names)} heads) written to {out}")
     return 0
 
@@ -297,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     mask.add_argument("--heads", help="comma-separated heads, e.g. L3-H7,L2-H1")
     mask.add_argument("--heads-file", help="json with a 'heads' list (a select_heads output)")
     mask.add_argument("--out", required=True)
+    mask.add_argument("--o-proj-pattern", help="module path of o_proj with {layer}, when it cannot be found "
+                      "(default: found from the model, e.g. model.layers.{layer}.self_attn.o_proj)")
     mask.set_defaults(func=cmd_mask)
     return parser
 

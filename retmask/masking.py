@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -28,6 +29,18 @@ def head_dim(config) -> int:
 
 def o_proj_name(layer: int, pattern: str = DEFAULT_O_PROJ) -> str:
     return pattern.format(layer=layer)
+
+
+def find_o_proj_pattern(names) -> str:
+    """The o_proj path pattern of a model, from its module or tensor names (layer 0's attention
+    output projection): e.g. model.layers.{layer}.self_attn.o_proj. Raises if there is none."""
+    for name in names:
+        name = name.removesuffix(".weight")
+        match = re.fullmatch(r"(.*\.layers)\.0\.(self_attn|attn|attention)\.(o_proj|out_proj|dense)", name)
+        if match:
+            return f"{match.group(1)}.{{layer}}.{match.group(2)}.{match.group(3)}"
+    raise ValueError("no attention output projection found (looked for <...>.layers.0.self_attn.o_proj and "
+                     "similar); pass the model's o_proj path pattern, e.g. model.layers.{layer}.self_attn.o_proj")
 
 
 def _o_proj(model, layer: int, pattern: str) -> torch.nn.Module:
@@ -55,8 +68,10 @@ def _by_layer(heads: list[Head]) -> dict[int, list[int]]:
 
 
 @torch.no_grad()
-def mask_heads_in_memory(model, heads: list[Head], pattern: str = DEFAULT_O_PROJ):
-    """Ablate `heads` of a loaded HF model in place and return it."""
+def mask_heads_in_memory(model, heads: list[Head], pattern: str | None = None):
+    """Ablate `heads` of a loaded HF model in place and return it (o_proj found from the model's
+    own module names unless `pattern` is given)."""
+    pattern = pattern or find_o_proj_pattern(name for name, _ in model.named_modules())
     config = model.config
     check_heads(heads, config.num_hidden_layers, config.num_attention_heads)
     dim = head_dim(config)
@@ -92,7 +107,7 @@ def _weight_map(model_dir: Path) -> dict[str, str]:
 
 
 def write_masked_checkpoint(model_path: str | Path, heads: list[Head], out_dir: str | Path,
-                            pattern: str = DEFAULT_O_PROJ) -> Path:
+                            pattern: str | None = None) -> Path:
     """A loadable checkpoint of the masked model that reuses the original weight files.
 
     Every original file is linked; one new safetensors file holds only the changed o_proj
@@ -107,6 +122,7 @@ def write_masked_checkpoint(model_path: str | Path, heads: list[Head], out_dir: 
     check_heads(heads, config.num_hidden_layers, config.num_attention_heads)
     dim = head_dim(config)
     weight_map = _weight_map(model_dir)
+    pattern = pattern or find_o_proj_pattern(weight_map)
     out_dir = Path(out_dir)
     changed: dict[str, torch.Tensor] = {}
     for layer, layer_heads in _by_layer(heads).items():

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from retmask.generation import load_model
@@ -30,3 +31,42 @@ def test_masked_checkpoint_gives_the_in_memory_mask_logits(toy_model_dir, tmp_pa
     added = sum(p.stat().st_size for p in out.iterdir() if not p.is_symlink())
     model_bytes = sum(p.stat().st_size for p in toy_model_dir.glob("*.safetensors"))
     assert added < 0.25 * model_bytes
+
+
+def _random_model(kind):
+    import transformers
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=200, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=128)
+    config_cls, model_cls = {"qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+                             "mistral": ("MistralConfig", "MistralForCausalLM"),
+                             "olmo": ("OlmoConfig", "OlmoForCausalLM")}[kind]
+    config = getattr(transformers, config_cls)(**common)
+    return getattr(transformers, model_cls)(config).eval()
+
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "mistral", "olmo"])
+def test_masked_checkpoint_equals_in_memory_mask_across_architectures(kind, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    heads = [(0, 3), (1, 0), (1, 7)]
+    model = _random_model(kind)
+    model.save_pretrained(tmp_path / "model")
+    masked_dir = write_masked_checkpoint(tmp_path / "model", heads, tmp_path / "masked")
+    from_disk = AutoModelForCausalLM.from_pretrained(masked_dir).eval()
+    mask_heads_in_memory(model, heads)
+    ids = torch.randint(0, 200, (1, 12))
+    with torch.no_grad():
+        assert torch.equal(from_disk(ids).logits, model(ids).logits)
+        bias = getattr(model.model.layers[1].self_attn.o_proj, "bias", None)
+        assert bias is None or bias.abs().sum() > 0  # an o_proj bias is not per head: left alone
+
+
+def test_missing_o_proj_is_one_clear_error():
+    from retmask.masking import find_o_proj_pattern
+
+    assert find_o_proj_pattern(["model.layers.0.self_attn.o_proj.weight"]) == "model.layers.{layer}.self_attn.o_proj"
+    with pytest.raises(ValueError, match="pass the model's o_proj path pattern"):
+        find_o_proj_pattern(["transformer.h.0.attn.c_proj.weight"])
