@@ -15,6 +15,7 @@ import submitit
 
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
 from jobs.runner import run_shard
+from jobs.status import last_error_line
 from retmask.config import ConfigError, ExperimentConfig
 from retmask.rundir import RunDir
 
@@ -69,15 +70,6 @@ class StageProgress:
             "skipped": self.skipped,
             "wall_seconds": round(self.finished - self.started, 2) if self.started and self.finished else None,
         }
-
-
-def _last_error_line(job) -> str:
-    try:
-        lines = [line for line in Path(job.paths.stderr).read_text().splitlines() if line.strip()]
-    except OSError:
-        return "no log"
-    errors = [line for line in lines if "Error" in line or "error" in line]
-    return (errors or lines or ["no output"])[-1].strip()
 
 
 class LocalPipeline:
@@ -175,7 +167,7 @@ class LocalPipeline:
         try:
             job.result()
         except Exception:  # the job's own traceback is in its log
-            progress.failed[shard] = _last_error_line(job)
+            progress.failed[shard] = last_error_line(Path(job.paths.stderr)) or "no log"
             self.log(f"[{stage.name}] shard {shard} FAILED: {progress.failed[shard]} (log: {job.paths.stderr})")
         else:
             progress.done.add(shard)

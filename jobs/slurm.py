@@ -10,15 +10,12 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
 from jobs.profiles import ClusterProfile, scheduler_max_array_size
 from jobs.runner import ShardTask
 from retmask.config import ConfigError, ExperimentConfig
 from retmask.rundir import RunDir
-
-ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")
 
 
 @dataclass
@@ -191,7 +188,3 @@ class SlurmPipeline:
 def _base_id(job_id: str) -> str:
     """afterok on an array waits for all its tasks through the array's base id."""
     return job_id.split("_")[0]
-
-
-def log_folder_of(run: RunDir, stage: str) -> Path:
-    return run.log_dir(stage)
