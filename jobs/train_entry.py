@@ -23,6 +23,17 @@ def main(run_root: str) -> None:
 
             deepspeed.init_distributed(dist_backend="gloo")
     run(cfg, run_dir, 0)
+    _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Wait for every rank, then tear the group down: a rank that exits with live communicator
+    threads can abort ("terminate called without an active exception") after a good run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
