@@ -167,10 +167,9 @@ def _parse_lengths(text: str) -> list[int]:
 def cmd_detect(args) -> int:
     """Detection alone, in this process, for any local HF causal LM."""
     from retmask.config import DetectionConfig, ModelConfig
-    from retmask.detection import detect_instances, merge_records
+    from retmask.detection import detect_instances, write_scores
     from retmask.generation import load_model
-    from retmask.heads import concentration, mean_scores, ranked
-    from retmask.io import write_json
+    from retmask.heads import ranked
     from retmask.niah import build_instances
     from retmask.rows import RowFile
 
@@ -192,11 +191,8 @@ def cmd_detect(args) -> int:
     print(f"{len(instances)} instances, {len(instances) - len(todo)} already scored")
     for record in detect_instances(model, tokenizer, todo, detection.max_new_tokens, detection.rouge_threshold):
         rows.append([record])
-    per_instance = merge_records(rows.existing(), model.config.num_hidden_layers, model.config.num_attention_heads)
-    scores = mean_scores(per_instance)
-    write_json(out / "retrieval_scores.json", per_instance)
-    write_json(out / "summary.json", {"ranked": [[n, round(s, 6)] for n, s in ranked(scores)],
-                                      "concentration": concentration(scores, args.tau)})
+    scores = write_scores(rows.existing(), model.config.num_hidden_layers, model.config.num_attention_heads,
+                          args.tau, out)
     for name, score in ranked(scores)[:10]:
         print(f"{name}\t{score:.4f}")
     print(f"scores written to {out / 'retrieval_scores.json'}")

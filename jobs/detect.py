@@ -9,10 +9,6 @@ from retmask.rows import RowFile
 from retmask.rundir import RunDir, shard_slice
 
 
-def shard_path(run: RunDir, stage: str, shard: int):
-    return run.stage_dir(stage) / "shards" / f"{shard:05d}.jsonl"
-
-
 def detection_instances(cfg: ExperimentConfig, tokenizer):
     from retmask.niah import build_instances
 
@@ -27,7 +23,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     model, tokenizer = load_model(cfg.model.path, cfg.model.dtype)
     instances = detection_instances(cfg, tokenizer)
     mine = [instances[i] for i in shard_slice(len(instances), cfg.detection.shards, shard)]
-    rows = RowFile(shard_path(run, "detect", shard))
+    rows = RowFile(run.shard_file("detect", shard))
     finished = {row["instance_id"] for row in rows.existing()}
     for instance in mine:
         if instance.instance_id not in finished:

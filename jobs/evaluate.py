@@ -35,6 +35,8 @@ def retrieval_change(before: dict[str, float], after: dict[str, float], masked: 
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    from transformers import AutoTokenizer
+
     from retmask.detection import detect_instances, merge_records
     from retmask.generation import load_model
     from retmask.heads import mean_scores, select_heads
@@ -46,7 +48,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     # Without a mask (smaller-model, sft) the retrieval heads are the group to watch.
     masked = heads["heads"] or heads["retrieval_heads"]
     before = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
-    _, tokenizer = load_model(cfg.model.path, cfg.model.dtype)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     instances = build_instances(tokenizer, d.haystack, d.needles, e.niah_lengths, e.niah_depths, d.template)
 
     def evaluate(name: str, path: str, heads: list[str]) -> dict:

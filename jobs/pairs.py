@@ -13,7 +13,7 @@ def pairs_dir(run: RunDir):
 
 
 def sample_rows(run: RunDir, stage: str) -> list[dict]:
-    return read_shards(sorted((run.stage_dir(stage) / "shards").glob("*.jsonl")))
+    return read_shards(run.shard_files(stage))
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:

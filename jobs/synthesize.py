@@ -17,10 +17,6 @@ from retmask.rows import RowFile
 from retmask.rundir import RunDir, shard_slice
 
 
-def shard_path(run: RunDir, stage: str, shard: int):
-    return run.stage_dir(stage) / "shards" / f"{shard:05d}.jsonl"
-
-
 def shard_prompts(cfg: ExperimentConfig, shard: int, tokenizer=None):
     from retmask.prompts import load_prompts
 
@@ -51,7 +47,7 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path) if s.max_prompt_tokens else None
     mine, first_index = shard_prompts(cfg, shard, tokenizer)
     batches = [mine[i:i + s.batch_size] for i in range(0, len(mine), s.batch_size)]
-    rows_file = RowFile(shard_path(run, stage, shard))
+    rows_file = RowFile(run.shard_file(stage, shard))
     rows = rows_file.existing()
     done = _complete_batches(rows, batches)
     kept_ids = {p.prompt_id for batch in batches[:done] for p in batch}

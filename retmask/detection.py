@@ -1,6 +1,7 @@
 """Retrieval-head detection over NIAH instances: per-instance records, then merged scores."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Iterator
 
 from retmask.heads import head_name
@@ -40,4 +41,22 @@ def merge_records(records: Iterable[dict], layers: int, heads: int) -> dict[str,
         for layer, row in enumerate(record["hits"]):
             for head, hits in enumerate(row):
                 scores[head_name((layer, head))].append(hits / record["needle_tokens"])
+    return scores
+
+
+def write_scores(records: list[dict], layers: int, heads: int, tau: float, out: Path) -> dict[str, float]:
+    """Write Wu et al.'s score file and a ranked summary with concentration metrics into `out`;
+    return each head's RetrievalScore."""
+    from retmask.heads import concentration, mean_scores, ranked
+    from retmask.io import write_json
+
+    per_instance = merge_records(records, layers, heads)
+    scores = mean_scores(per_instance)
+    write_json(out / "retrieval_scores.json", per_instance)
+    write_json(out / "summary.json", {
+        "instances": len(records),
+        "kept": sum(r["kept"] for r in records),
+        "ranked": [[name, round(score, 6)] for name, score in ranked(scores)],
+        "concentration": concentration(scores, tau),
+    })
     return scores

@@ -72,7 +72,7 @@ def generate_ids(
     """Continue each row of token ids, `batch_size` rows at a time (left-padded)."""
     if seed is not None:
         torch.manual_seed(seed)
-    eos_ids = _stop_ids(model, tokenizer)
+    eos_ids = stop_ids(model, tokenizer)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
     results: list[Generation] = []
     for start in range(0, len(rows), batch_size):
@@ -107,7 +107,7 @@ def greedy_generate(model, tokenizer, prompts: list[list[dict]], *, max_new_toke
     return [g.text for g in generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)]
 
 
-def _stop_ids(model, tokenizer) -> list[int]:
+def stop_ids(model, tokenizer) -> list[int]:
     """EOS and end-of-turn ids: those of the generation config, the model config and the tokenizer."""
     ids: set[int] = set()
     for source in (getattr(model, "generation_config", None), model.config):

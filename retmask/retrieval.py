@@ -15,6 +15,8 @@ from typing import Iterable, Iterator
 
 import torch
 
+from retmask.generation import stop_ids
+
 ARGMAX_CHUNK = 16384
 
 
@@ -103,12 +105,6 @@ class DetectionResult:
     hits: list[list[int]]  # [layer][head]: copies from inside the needle
 
 
-def _stop_ids(model, tokenizer) -> set[int]:
-    from retmask.generation import _stop_ids as stop_ids
-
-    return set(stop_ids(model, tokenizer))
-
-
 @torch.no_grad()
 def argmax_steps(model, input_ids: list[int], max_new_tokens: int, stops: set[int]) -> Iterator[tuple[int, torch.Tensor]]:
     """Greedy decoding that yields (generated token, (layers, heads) attention argmax positions).
@@ -168,7 +164,7 @@ def count_copy_hits(steps: Iterable[tuple[int, torch.Tensor]], input_ids: list[i
 
 def detect_copy_hits(model, tokenizer, input_ids: list[int], needle_span: tuple[int, int],
                      max_new_tokens: int) -> DetectionResult:
-    result = count_copy_hits(argmax_steps(model, input_ids, max_new_tokens, _stop_ids(model, tokenizer)),
+    result = count_copy_hits(argmax_steps(model, input_ids, max_new_tokens, set(stop_ids(model, tokenizer))),
                              input_ids, needle_span)
     if not result.hits:  # nothing generated: no head copied
         config = model.config

@@ -48,6 +48,13 @@ class RunDir:
     def marker(self, stage: str, shard: int) -> Path:
         return self.stage_dir(stage) / "done" / f"{shard:05d}.json"
 
+    def shard_file(self, stage: str, shard: int) -> Path:
+        """The row file of one shard of a sharded stage (detection, synthesis)."""
+        return self.stage_dir(stage) / "shards" / f"{shard:05d}.jsonl"
+
+    def shard_files(self, stage: str) -> list[Path]:
+        return sorted((self.stage_dir(stage) / "shards").glob("*.jsonl"))
+
     def mark_done(self, stage: str, shard: int, stage_fingerprint: str, seconds: float, **extra) -> None:
         write_json(self.marker(stage, shard), {"fingerprint": stage_fingerprint, "seconds": round(seconds, 3),
                                                "finished": time.time(), **extra})

@@ -7,7 +7,6 @@ import sys
 import time
 
 from jobs.runner import load_run_config
-from jobs.synthesize import shard_path
 from retmask.config import load_config, save_config
 from retmask.rows import RowFile
 from retmask.rundir import RunDir
@@ -30,7 +29,7 @@ def shard_process(run: RunDir):
 
 
 def rows(run: RunDir):
-    return RowFile(shard_path(run, "synthesize_chosen", 0)).existing()
+    return RowFile(run.shard_file("synthesize_chosen", 0)).existing()
 
 
 def test_killed_shard_resumes_to_the_uninterrupted_rows(tmp_path, toy_model_dir):
@@ -51,7 +50,7 @@ def test_killed_shard_resumes_to_the_uninterrupted_rows(tmp_path, toy_model_dir)
     assert not RunDir(cut.root).done_shards("synthesize_chosen", "x")
 
     # a half-written batch on disk (as a kill inside a write would leave) is dropped and redone
-    with open(shard_path(cut, "synthesize_chosen", 0), "a") as handle:
+    with open(cut.shard_file("synthesize_chosen", 0), "a") as handle:
         handle.write('{"prompt_id": "toy-99999", "response": "partial"}\n{"prompt_id": "to')
     assert shard_process(cut).wait(timeout=300) == 0
     assert rows(cut) == expected
