@@ -23,17 +23,33 @@ def main(run_root: str) -> None:
 
             deepspeed.init_distributed(dist_backend="gloo")
     run(cfg, run_dir, 0)
-    _leave_process_group()
+    if _leave_process_group():
+        _exit_skipping_finalizers()
 
 
-def _leave_process_group() -> None:
-    """Wait for every rank, then tear the group down: a rank that exits with live communicator
-    threads can abort ("terminate called without an active exception") after a good run."""
+def _leave_process_group() -> bool:
+    """Wait for every rank, then tear the group down. Returns whether there was a group."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.barrier()
+    dist.destroy_process_group()
+    return True
+
+
+def _exit_skipping_finalizers() -> None:
+    """Exit 0 without interpreter finalization. Gloo and ZeRO-3 worker threads can still hold
+    tensors after destroy_process_group; freeing them while the interpreter shuts down aborts the
+    rank ("terminate called without an active exception", SIGABRT) after a good run, and the
+    launcher then reports the whole job failed. Every output is written and closed by now."""
+    import logging
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
