@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
 
-from retmask.config import ConfigError, load_config, save_config
+from retmask.config import ConfigError, ExperimentConfig, load_config, save_config
 from retmask.errors import UserError
 from retmask.niah import DEFAULT_TEMPLATE
 
@@ -48,52 +49,62 @@ def _record_config(cfg):
 
 
 def cmd_run(args) -> int:
-    from jobs.local import LocalPipeline, PipelineFailed
-    from jobs.profiles import load_profile
-
     cfg = load_config(args.config, args.set or [])
     if args.run_dir:
         cfg.run_dir = args.run_dir
+    report = None if args.until else (lambda run: f"report: {run.report_dir / 'index.md'}")
+    return _run_locally(cfg, args.until, args.max_parallel, report)
+
+
+def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
+    """Run the stages up to `until` in local processes; `report(run)` says where the results are."""
+    from jobs.local import LocalPipeline, PipelineFailed
+    from jobs.profiles import load_profile
+
     profile = load_profile(cfg.execution.cluster)  # every check passes before anything is written
     run = _record_config(cfg)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so running shards are cancelled too
     started = time.perf_counter()
     print(f"run directory: {run.root}")
     try:
-        pipeline = LocalPipeline(cfg, run, timeout_min=profile.timeout_min, until=args.until)
-        pipeline.execute(args.max_parallel or profile.max_parallel)
+        pipeline = LocalPipeline(cfg, run, timeout_min=profile.timeout_min, until=until)
+        pipeline.execute(max_parallel or profile.max_parallel)
     except PipelineFailed as error:
         return _fail(str(error))
-    done = f"report: {run.report_dir / 'index.md'}" if not args.until else f"outputs under {run.root / 'stages'}"
+    done = report(run) if report else f"outputs under {run.root / 'stages'}"
     print(f"finished in {time.perf_counter() - started:.1f}s; {done}")
     return 0
 
 
-def _load_for_cluster(args):
+def _cluster_profile(args):
+    """The SLURM profile named by --cluster, with --profile-set overrides, and --dry-run/--force."""
     from jobs.profiles import load_profile
 
-    cfg = load_config(args.config, args.set or [])
-    if args.run_dir:
-        cfg.run_dir = args.run_dir
     profile = load_profile(args.cluster, args.profile_set or [])
     if profile.kind != "slurm":
-        raise ConfigError(f"profile {args.cluster!r} is not a SLURM profile; use `retmask run` to run locally")
-    return cfg, profile
+        raise ConfigError(f"profile {args.cluster!r} is not a SLURM profile; run without --cluster (or use "
+                          "`retmask run`) to run locally")
+    return profile, args.dry_run, args.force
 
 
 def cmd_submit(args) -> int:
+    cfg = load_config(args.config, args.set or [])
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    return _submit(cfg, *_cluster_profile(args), until=args.until)
+
+
+def _submit(cfg, profile, dry_run: bool, force: bool, until: str | None) -> int:
     from jobs import control
+    from jobs.profiles import check_against_scheduler
     from retmask.rundir import RunDir
 
-    cfg, profile = _load_for_cluster(args)
-    if args.dry_run:
-        print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=args.until))
+    if dry_run:
+        print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=until))
         return 0
-    from jobs.profiles import check_against_scheduler
-
     check_against_scheduler(profile)  # before anything is written
     run = _record_config(cfg)
-    control.submit(cfg, run, profile, force=args.force, until=args.until)
+    control.submit(cfg, run, profile, force=force, until=until)
     print(f"queued; follow with: retmask status {run.root}")
     return 0
 
@@ -164,39 +175,44 @@ def _parse_lengths(text: str) -> list[int]:
     return [start, end, count]
 
 
-def cmd_detect(args) -> int:
-    """Detection alone, in this process, for any local HF causal LM."""
-    from retmask.config import DetectionConfig, ModelConfig
-    from retmask.detection import detect_instances, write_scores
-    from retmask.generation import load_model
-    from retmask.heads import ranked
-    from retmask.niah import build_instances
-    from retmask.rows import RowFile
+def detection_config(args):
+    """A detection-only experiment from the `detect` flags; its run directory is --out."""
+    from retmask.config import from_dict, resolve
 
-    model_dir = Path(args.model)
-    if not (model_dir / "config.json").is_file():
-        return _fail(f"--model {model_dir}: not a local HF checkpoint directory (no config.json)")
-    detection = DetectionConfig(haystack=args.haystack, needles=args.needles, template=args.template,
-                                lengths=_parse_lengths(args.lengths), depths=args.depths,
-                                max_new_tokens=args.max_new_tokens, rouge_threshold=args.rouge_threshold)
-    detection.validate("detect")
-    ModelConfig(path=str(model_dir), dtype=args.dtype).validate("model")
+    if not (Path(args.model) / "config.json").is_file():
+        raise ConfigError(f"--model {args.model}: not a local HF checkpoint directory (no config.json); models "
+                          "are never downloaded")
     out = Path(args.out)
-    model, tokenizer = load_model(model_dir, args.dtype)
-    instances = build_instances(tokenizer, detection.haystack, detection.needles, detection.lengths,
-                                detection.depths, detection.template)
-    rows = RowFile(out / "records.jsonl")
-    finished = {row["instance_id"] for row in rows.existing()}
-    todo = [i for i in instances if i.instance_id not in finished]
-    print(f"{len(instances)} instances, {len(instances) - len(todo)} already scored")
-    for record in detect_instances(model, tokenizer, todo, detection.max_new_tokens, detection.rouge_threshold):
-        rows.append([record])
-    scores = write_scores(rows.existing(), model.config.num_hidden_layers, model.config.num_attention_heads,
-                          args.tau, out)
-    for name, score in ranked(scores)[:10]:
+    name = "detect-" + (re.sub(r"[^A-Za-z0-9._-]", "-", out.resolve().name) or "scores")
+    data = {
+        "name": name, "run_dir": str(out),
+        "model": {"path": args.model, "dtype": args.dtype},
+        "detection": {"haystack": args.haystack, "needles": args.needles, "template": args.template,
+                      "lengths": _parse_lengths(args.lengths), "depths": args.depths,
+                      "max_new_tokens": args.max_new_tokens, "rouge_threshold": args.rouge_threshold,
+                      "shards": args.shards},
+        "selection": {"tau": args.tau},
+    }
+    return resolve(from_dict(ExperimentConfig, data), base=Path.cwd(), detection_only=True)
+
+
+def cmd_detect(args) -> int:
+    """Detection alone for any local HF causal LM: the pipeline's detect and merge_scores stages, run
+    here (local processes) or submitted to SLURM, so status, resume and logs work on it too."""
+    cfg = detection_config(args)
+    until = "merge_scores"
+    if args.cluster:
+        return _submit(cfg, *_cluster_profile(args), until=until)
+    return _run_locally(cfg, until=until, max_parallel=args.max_parallel, report=_print_scores)
+
+
+def _print_scores(run) -> str:
+    from retmask.io import read_json
+
+    scores_dir = run.stage_dir("merge_scores")
+    for name, score in read_json(scores_dir / "summary.json")["ranked"][:10]:
         print(f"{name}\t{score:.4f}")
-    print(f"scores written to {out / 'retrieval_scores.json'}")
-    return 0
+    return f"scores: {scores_dir / 'retrieval_scores.json'}"
 
 
 def cmd_mask(args) -> int:
@@ -212,6 +228,14 @@ def cmd_mask(args) -> int:
     write_masked_checkpoint(args.model, heads_from_names(names), out, pattern=args.o_proj_pattern)
     print(f"masked checkpoint ({len(names)} heads) written to {out}")
     return 0
+
+
+def _add_cluster_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    where = "profile name in slurm_templates/ or a path to yours"
+    parser.add_argument("--cluster", required=required, help=where if required else f"submit to SLURM: {where}")
+    parser.add_argument("--profile-set", action="append", metavar="KEY=VALUE", help="override a profile key")
+    parser.add_argument("--dry-run", action="store_true", help="print every sbatch script; submit nothing")
+    parser.add_argument("--force", action="store_true", help="move outputs of another config aside and redo them")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,12 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="submit every stage to SLURM (arrays + afterok dependencies)")
     submit.add_argument("config")
-    submit.add_argument("--cluster", required=True, help="profile name in slurm_templates/ or a path to yours")
-    submit.add_argument("--profile-set", action="append", metavar="KEY=VALUE", help="override a profile key")
+    _add_cluster_arguments(submit, required=True)
     submit.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
     submit.add_argument("--run-dir")
-    submit.add_argument("--dry-run", action="store_true", help="print every sbatch script; submit nothing")
-    submit.add_argument("--force", action="store_true", help="move outputs of another config aside and redo them")
     submit.add_argument("--until", metavar="STAGE", help="submit only this stage and the stages it depends on")
     submit.set_defaults(func=cmd_submit)
 
@@ -273,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--latex", action="store_true", help="also write LaTeX tables")
     report.set_defaults(func=cmd_report)
 
-    detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM")
-    detect.add_argument("--model", required=True)
+    detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM, here or on SLURM")
+    detect.add_argument("--model", required=True, help="local HF checkpoint directory")
     detect.add_argument("--haystack", default="builtin",
                         help="builtin prose (default), a text file, a folder of .txt files or a saved datasets dir")
     detect.add_argument("--needles", default="builtin", help="jsonl of {needle, question, answer} (default: builtin)")
@@ -285,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--rouge-threshold", type=float, default=0.5)
     detect.add_argument("--tau", type=float, default=0.1)
     detect.add_argument("--dtype", default="bfloat16")
-    detect.add_argument("--out", required=True)
+    detect.add_argument("--shards", type=int, default=1, help="array tasks over the NIAH instances")
+    detect.add_argument("--out", required=True, help="run directory (scores in stages/merge_scores/)")
+    detect.add_argument("--max-parallel", type=int, default=0, help="local processes at once (default: the profile's)")
+    _add_cluster_arguments(detect, required=False)
     detect.set_defaults(func=cmd_detect)
 
     mask = sub.add_parser("mask", help="write a masked checkpoint that reuses the model's weight files")

@@ -6,8 +6,8 @@ changed key reruns the stages that read it and everything downstream, and nothin
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint
@@ -36,7 +36,7 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
         stages.append(Stage("toy_model", "jobs.toy_model:run", sections=("toy_model",)))
     stages += [
         Stage("detect", "jobs.detect:run", toy, ("model", "detection"), lambda c: c.detection.shards),
-        Stage("merge_scores", "jobs.merge_scores:run", ("detect",)),
+        Stage("merge_scores", "jobs.merge_scores:run", ("detect",), ("selection",)),  # its summary counts heads >= tau
         Stage("select_heads", "jobs.select_heads:run", ("merge_scores",), ("selection", "strategy")),
     ]
     if strategy.mask_rule:

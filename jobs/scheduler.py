@@ -53,10 +53,15 @@ def job_states(job_ids: list[str]) -> tuple[dict[str, dict], str]:
             state = parts[1].split()[0] if parts[1] else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
             for job_id in _expand(parts[0]):
                 states[job_id] = {"state": state, "exit_code": parts[2]}
-        if any(entry["state"] == "PENDING" for entry in states.values()):
-            for job_id, entry in _squeue(bases).items():  # sacct has no pending reason
+        # sacct has no pending reason, and a job submitted a moment ago may not be in the
+        # accounting database yet (it would look missing, and resume would submit it twice).
+        unknown = [job_id for job_id in job_ids if job_id not in states]
+        if unknown or any(entry["state"] == "PENDING" for entry in states.values()):
+            for job_id, entry in _squeue(bases).items():
                 if job_id in states:
                     states[job_id]["reason"] = entry["reason"]
+                elif job_id in unknown:
+                    states[job_id] = entry
         return states, "sacct"
     # Accounting off: squeue knows queued and running jobs only; the rest is read from disk.
     return _squeue(bases), "squeue"

@@ -296,8 +296,9 @@ def _check_model_dir(key: str, path: str) -> None:
                           "checkpoint directory (models are never downloaded) or 'toy'")
 
 
-def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
-    """Turn `toy`/`toy:<asset>` references into cache paths and check that local paths exist."""
+def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) -> ExperimentConfig:
+    """Turn `toy`/`toy:<asset>` references into cache paths and check that local paths exist.
+    A detection-only experiment (`retmask detect`) reads no prompts, so needs none."""
     if config.model.path == "toy":
         if config.toy_model is None:
             raise ConfigError("model.path is 'toy' but there is no toy_model section with its recipe")
@@ -330,7 +331,8 @@ def resolve(config: ExperimentConfig, base: Path) -> ExperimentConfig:
 
     config.detection.haystack = data_path("detection.haystack", config.detection.haystack)
     config.detection.needles = data_path("detection.needles", config.detection.needles)
-    config.synthesis.prompts = data_path("synthesis.prompts", config.synthesis.prompts)
+    if config.synthesis.prompts or not detection_only:
+        config.synthesis.prompts = data_path("synthesis.prompts", config.synthesis.prompts)
     if config.train.deepspeed:
         config.train.deepspeed = data_path("train.deepspeed", config.train.deepspeed)
     return config

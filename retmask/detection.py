@@ -1,8 +1,8 @@
 """Retrieval-head detection over NIAH instances: per-instance records, then merged scores."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from retmask.heads import head_name
 from retmask.niah import NiahInstance

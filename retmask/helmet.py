@@ -268,7 +268,7 @@ def category_averages(results: Iterable[HelmetResult], expected_datasets: Iterab
     return out
 
 
-def averages_json(averages: dict[int, "LengthAverages"]) -> dict:
+def averages_json(averages: dict[int, LengthAverages]) -> dict:
     """`category_averages`' result as json: {length: {categories, overall, not_requested}}, each
     average {value, incomplete, missing}; what the helmet_scores stage writes per model."""
     def average(a) -> dict:

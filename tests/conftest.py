@@ -3,9 +3,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,4 +26,4 @@ def toy_tokenizer():
     return build_tokenizer()
 
 
-from tests.slurm_cluster import local_slurm  # noqa: E402,F401  (session fixture: a real single-node SLURM)
+from tests.slurm_cluster import local_slurm  # noqa: F401  (session fixture: a real single-node SLURM)

@@ -32,16 +32,39 @@ def test_unknown_cluster_profile_names_the_known_ones(tmp_path, capsys):
     assert code == 2 and "cluster profile 'nowhere' not found; known profiles: abci-h200, local, local-slurm" in capsys.readouterr().err
 
 
+def detect_arguments(toy_model_dir, out) -> list[str]:
+    assets = toy_model_dir / "retmask_toy"
+    return ["detect", "--model", str(toy_model_dir), "--haystack", str(assets / "haystack.txt"),
+            "--needles", str(assets / "needles.jsonl"), "--template", "{context} {question}",
+            "--lengths", "32:48:2", "--depths", "2", "--max-new-tokens", "14", "--dtype", "float32",
+            "--shards", "2", "--out", str(out)]
+
+
 def test_detect_alone_writes_wu_style_scores(toy_model_dir, tmp_path, capsys):
     import json
 
-    assets = toy_model_dir / "retmask_toy"
-    code = main(["detect", "--model", str(toy_model_dir), "--haystack", str(assets / "haystack.txt"),
-                 "--needles", str(assets / "needles.jsonl"), "--template", "{context} {question}",
-                 "--lengths", "32:48:2", "--depths", "2", "--max-new-tokens", "14", "--dtype", "float32",
-                 "--out", str(tmp_path / "det")])
+    from retmask.rundir import RunDir
+
+    run = RunDir(tmp_path / "det")
+    code = main(detect_arguments(toy_model_dir, run.root))
     assert code == 0, capsys.readouterr().err
-    scores = json.loads((tmp_path / "det" / "retrieval_scores.json").read_text())
+    assert len(run.shard_files("detect")) == 2  # the instances were split over two processes
+    scores = json.loads((run.stage_dir("merge_scores") / "retrieval_scores.json").read_text())
     assert len(scores) == 32 and all(len(v) == 32 for v in scores.values())  # 32 heads x 32 kept instances
-    ranked = json.loads((tmp_path / "det" / "summary.json").read_text())["ranked"]
+    ranked = json.loads((run.stage_dir("merge_scores") / "summary.json").read_text())["ranked"]
     assert ranked[0][1] > 0.5 and ranked[-1][1] < 0.05
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[-1].endswith("retrieval_scores.json") and ranked[0][0] in printed
+
+    assert main(detect_arguments(toy_model_dir, run.root)) == 0  # a rerun finds both stages done
+    assert "[detect] up to date, skipped" in capsys.readouterr().out
+
+
+def test_detect_on_a_cluster_renders_the_detection_array_and_merge(toy_model_dir, tmp_path, capsys):
+    out = tmp_path / "det"
+    code = main(detect_arguments(toy_model_dir, out) + ["--cluster", "local-slurm", "--dry-run"])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    stages = [line.split()[3].rstrip(":") for line in printed.splitlines() if line.startswith("# ===== stage")]
+    assert stages == ["detect", "merge_scores"]
+    assert "#SBATCH --array=0-1" in printed and not out.exists()  # a dry run writes nothing

@@ -32,7 +32,7 @@ def accounting_states(job_ids: list[str]) -> dict[str, str]:
     return {job_id: state.split()[0] for job_id, state in rows}  # "CANCELLED by 0" -> CANCELLED
 
 
-def test_sbatch_job_and_array_complete_in_accounting(local_slurm, tmp_path):  # noqa: F811
+def test_sbatch_job_and_array_complete_in_accounting(local_slurm, tmp_path):
     single = submit(f"--output={tmp_path}/%j.out", "--wrap", "echo single")
     array = submit("--array=0-2", f"--output={tmp_path}/%A_%a.out", "--wrap", "echo task $SLURM_ARRAY_TASK_ID")
     expected = {single, f"{array}_0", f"{array}_1", f"{array}_2"}
@@ -52,13 +52,13 @@ def test_sbatch_job_and_array_complete_in_accounting(local_slurm, tmp_path):  # 
         assert (tmp_path / f"{array}_{task}.out").read_text() == f"task {task}\n"
 
 
-def test_gpu_request_is_rejected_at_submit(local_slurm, tmp_path):  # noqa: F811
+def test_gpu_request_is_rejected_at_submit(local_slurm, tmp_path):
     done = sbatch("--gres=gpu:1", f"--output={tmp_path}/%j.out", "--wrap", "true")
     assert done.returncode != 0, f"a GPU job was accepted on a cluster without GPUs: {done.stdout}"
     assert "generic resource" in done.stderr.lower(), done.stderr
 
 
-def test_submitit_runs_a_function_and_returns_its_value(local_slurm, tmp_path):  # noqa: F811
+def test_submitit_runs_a_function_and_returns_its_value(local_slurm, tmp_path):
     def multiply(a: int, b: int) -> tuple[int, str | None]:
         return a * b, os.environ.get("SLURM_JOB_ID")
 

@@ -71,3 +71,20 @@ def test_gpu_request_on_a_cluster_without_gpus_is_refused_before_submission(loca
         check_against_scheduler(load_profile("local-slurm", ["gpus_per_node=4"]))
     with pytest.raises(ConfigError, match="partition 'nope' not found"):
         check_against_scheduler(load_profile("local-slurm", ["partition=nope"]))
+
+
+def test_detect_alone_on_slurm_gives_the_local_scores(local_slurm, toy_model_dir, tmp_path, capsys):
+    from jobs.cli import main
+    from retmask.io import read_json
+    from retmask.rundir import RunDir
+    from tests.jobs.test_cli import detect_arguments
+
+    local, cluster = RunDir(tmp_path / "local"), RunDir(tmp_path / "slurm")
+    assert main(detect_arguments(toy_model_dir, local.root)) == 0
+    assert main(detect_arguments(toy_model_dir, cluster.root) + ["--cluster", "local-slurm"]) == 0
+    assert f"retmask status {cluster.root}" in capsys.readouterr().out
+    stages, _, _ = wait_until_idle(cluster)
+    assert [stage.name for stage in stages] == ["detect", "merge_scores"]
+    assert all(s.state == "done" for stage in stages for s in stage.states), format_status(stages, "sacct")
+    scores = [read_json(run.stage_dir("merge_scores") / "retrieval_scores.json") for run in (local, cluster)]
+    assert scores[0] == scores[1]

@@ -17,10 +17,9 @@ def test_atomic_directory_keeps_old_target_when_block_fails(tmp_path):
     target = tmp_path / "out"
     with atomic_directory(target) as tmp:
         (tmp / "f").write_text("first")
-    with pytest.raises(RuntimeError):
-        with atomic_directory(target) as tmp:
-            (tmp / "f").write_text("second")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "f").write_text("second")
+        raise RuntimeError("boom")
     assert (target / "f").read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
