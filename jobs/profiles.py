@@ -15,7 +15,8 @@ from retmask.config import ConfigError, apply_override, from_dict
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm_templates"
 
 # Stages that need an accelerator on a GPU cluster; the others run on CPUs.
-GPU_STAGES = ("toy_model", "detect", "synthesize_chosen", "synthesize_rejected", "train", "evaluate")
+GPU_STAGES = ("toy_model", "detect", "synthesize_chosen", "synthesize_rejected", "train", "evaluate", "helmet",
+              "general")
 
 
 @dataclass
@@ -29,6 +30,9 @@ class ClusterProfile:
     account: str = ""
     qos: str = ""
     gpus_per_node: int = 0
+    # GPUs of one task of a stage (detect, synthesize_*, evaluate, toy_model); unlisted stages get
+    # gpus_per_node. Training always takes every GPU of its nodes.
+    gpus_per_task: dict[str, int] = field(default_factory=dict)
     gpu_type: str = ""  # e.g. h100: asked as gpu:h100:N with gpu_request gres
     gpu_request: str = "gres"  # gres: --gres=gpu[:type]:N; gpus_per_node: --gpus-per-node=N
     cpus_per_gpu: int = 8
@@ -58,6 +62,14 @@ class ClusterProfile:
             raise ConfigError(f"{key}.gpu_request: {self.gpu_request!r} is not one of gres, gpus_per_node")
         if "default" not in self.time_limit_min:
             raise ConfigError(f"{key}.time_limit_min needs a 'default' entry (minutes)")
+        for stage, gpus in self.gpus_per_task.items():
+            if stage not in GPU_STAGES or stage == "train":
+                allowed = ", ".join(s for s in GPU_STAGES if s != "train")
+                raise ConfigError(f"{key}.gpus_per_task: {stage!r} is not one of {allowed} (training always takes "
+                                  "every GPU of its nodes)")
+            if not 1 <= gpus <= self.gpus_per_node:
+                raise ConfigError(f"{key}.gpus_per_task.{stage}: {gpus} GPUs; expected 1..gpus_per_node "
+                                  f"({self.gpus_per_node})")
         if self.train_nodes < 1 or (self.train_nodes > 1 and self.gpus_per_node < 1):
             raise ConfigError(f"{key}.train_nodes: {self.train_nodes} needs train_nodes >= 1 and GPUs per node")
 
@@ -65,7 +77,9 @@ class ClusterProfile:
         return self.time_limit_min.get(stage, self.time_limit_min["default"])
 
     def stage_gpus(self, stage: str) -> int:
-        return self.gpus_per_node if stage in GPU_STAGES else 0
+        if stage not in GPU_STAGES:
+            return 0
+        return self.gpus_per_node if stage == "train" else self.gpus_per_task.get(stage, self.gpus_per_node)
 
     def gpu_parameters(self, gpus: int) -> dict:
         if not gpus:

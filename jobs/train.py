@@ -41,7 +41,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     sft = get_strategy(cfg.strategy).trainer == "sft"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    model, tokenizer = load_model(cfg.model.path, cfg.model.dtype)
+    model, tokenizer = load_model(cfg.model.path, cfg.model.dtype, for_training=True)
     tokenizer.padding_side = "right"
     dataset = datasets.load_from_disk(str(pairs_dir(run) / "dataset"))
     if sft:

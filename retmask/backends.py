@@ -37,12 +37,16 @@ class VLLMBackend:
     """vLLM offline inference; each prompt gets its own seed, so a resumed shard reproduces an
     uninterrupted one whatever the batch."""
 
-    def __init__(self, model_path: str, dtype: str = "bfloat16", tensor_parallel_size: int = 1,
+    def __init__(self, model_path: str, dtype: str = "bfloat16", tensor_parallel_size: int = 0,
                  enable_thinking: bool | None = None, max_model_len: int | None = None):
         try:
             from vllm import LLM
         except ImportError:
             raise ImportError("synthesis.backend is 'vllm' but vllm is not installed: pip install 'retmask[vllm]'")
+        import torch
+
+        # 0: one engine over every GPU the job was given (SLURM sets the visible devices).
+        tensor_parallel_size = tensor_parallel_size or max(1, torch.cuda.device_count())
         self.llm = LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                        max_model_len=max_model_len)
         self.chat_template_kwargs = None if enable_thinking is None else {"enable_thinking": enable_thinking}
@@ -62,7 +66,7 @@ class VLLMBackend:
         return results
 
 
-def make_backend(name: str, model_path: str, dtype: str, batch_size: int, tensor_parallel_size: int = 1,
+def make_backend(name: str, model_path: str, dtype: str, batch_size: int, tensor_parallel_size: int = 0,
                  enable_thinking: bool | None = None):
     if name == "hf":
         return HFBackend(model_path, dtype, batch_size)

@@ -122,13 +122,16 @@ class SynthesisConfig:
     shards: int = 2
     batch_size: int = 16
     backend: str = "hf"  # hf (transformers generate) or vllm
-    tensor_parallel_size: int = 1  # vllm: GPUs per engine
+    tensor_parallel_size: int = 0  # vllm: GPUs per engine; 0 = every GPU the task was given (the profile's)
     enable_thinking: bool | None = None  # chat-template switch of reasoning models (Qwen3); None: leave as is
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def validate(self, key: str) -> None:
         _positive(key, "shards", self.shards)
         _positive(key, "batch_size", self.batch_size)
+        if self.tensor_parallel_size < 0:
+            raise ConfigError(f"{key}.tensor_parallel_size must be >= 0 (0: every GPU of the task), "
+                              f"got {self.tensor_parallel_size}")
         _choice(key, "backend", self.backend, ("hf", "vllm"))
         _choice(key, "turns", self.turns, ("first", "prefix"))
         _choice(key, "prompt_format", self.prompt_format, ("auto", "lmsys", "wildchat", "messages", "prompt"))

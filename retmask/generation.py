@@ -18,8 +18,11 @@ class Generation:
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_model(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa"):
-    """Load a local HF causal LM and its tokenizer, set up for batched generation."""
+def load_model(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa",
+               for_training: bool = False):
+    """Load a local HF causal LM and its tokenizer, set up for batched generation. For inference the
+    model goes onto the GPUs the job was given, spread over them when there are several; for
+    training it stays where it is loaded, since the trainer (accelerate, DeepSpeed) places it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
@@ -29,8 +32,11 @@ def load_model(path: str | Path, dtype: str = "float32", attn_implementation: st
     tokenizer.padding_side = "left"  # batched decoding continues from the right edge
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
-    model.eval()
+    placement = {"device_map": "auto"} if torch.cuda.is_available() and not for_training else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
+                                                 **placement)
+    if not for_training:
+        model.eval()
     return model, tokenizer
 
 

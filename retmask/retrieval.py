@@ -124,7 +124,8 @@ def argmax_steps(model, input_ids: list[int], max_new_tokens: int, stops: set[in
             token = int(output.logits[0, -1].argmax())
             if token in stops:
                 return
-            yield token, torch.stack([positions[0] for positions in recorder.argmax]).cpu()
+            # layers spread over several GPUs record on their own device
+            yield token, torch.stack([positions[0].to(device) for positions in recorder.argmax]).cpu()
             current = torch.tensor([[token]], device=device)
 
 

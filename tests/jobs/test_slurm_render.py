@@ -57,6 +57,9 @@ def test_golden_scripts_carry_what_a_cluster_needs():
     assert "--machine_rank $SLURM_NODEID" in train  # read on each node, not once in the script
     assert "gradient accumulation 32 x 16 GPUs" in train
     assert "#SBATCH --array=0-63%64" in two and "--signal=USR2@120" in two
+    for stage in ("detect", "synthesize_chosen", "synthesize_rejected", "evaluate"):  # one GPU per array task
+        script = one.split(f"# ===== {stage} =====")[1].split("# =====")[0]
+        assert "#SBATCH --gres=gpu:h100:1" in script and "#SBATCH --mem=120GB" in script, stage
 
 
 def test_global_batch_stays_512_whatever_the_node_count():
@@ -74,3 +77,13 @@ def test_profile_errors_come_before_anything_is_submitted():
         load_profile("abci-h200")
     with pytest.raises(ConfigError, match="unknown key; allowed keys"):
         load_profile("abci-h200", ["partiton=x"])
+
+
+def test_gpus_per_task_names_a_gpu_stage_and_fits_the_node():
+    profile = load_profile("tsubame-h100", ["partition=p", "gpus_per_task.synthesize_chosen=4"])
+    assert profile.stage_gpus("synthesize_chosen") == 4 and profile.stage_gpus("detect") == 1
+    assert profile.stage_gpus("train") == 4 and profile.stage_gpus("pairs") == 0
+    with pytest.raises(ConfigError, match=r"gpus_per_task.detect: 8 GPUs; expected 1..gpus_per_node \(4\)"):
+        load_profile("tsubame-h100", ["partition=p", "gpus_per_task.detect=8"])
+    with pytest.raises(ConfigError, match=r"'train' is not one of .* \(training always takes every GPU"):
+        load_profile("tsubame-h100", ["partition=p", "gpus_per_task.train=1"])

@@ -60,3 +60,22 @@ def test_section_fingerprint_changes_with_its_section_only():
 def test_a_name_that_would_reach_a_shell_is_refused():
     with pytest.raises(ConfigError, match="may hold only letters, digits"):
         from_dict(ExperimentConfig, {"name": "x; rm -rf ~"})
+
+
+def test_tensor_parallel_size_zero_means_the_tasks_gpus_and_negative_is_refused():
+    assert load_config(REPO / "configs" / "tiny.yaml").synthesis.tensor_parallel_size == 0
+    with pytest.raises(ConfigError, match=r"synthesis.tensor_parallel_size must be >= 0 \(0: every GPU of the task\)"):
+        load_config(REPO / "configs" / "tiny.yaml", ["synthesis.tensor_parallel_size=-1"])
+
+
+def test_a_detection_only_experiment_needs_no_prompts(tmp_path):
+    from retmask.config import ExperimentConfig, from_dict, resolve
+
+    (tmp_path / "config.json").write_text("{}")  # resolve checks only that a checkpoint is there
+
+    def experiment():
+        return from_dict(ExperimentConfig, {"name": "d", "model": {"path": str(tmp_path)}})
+
+    with pytest.raises(ConfigError, match="synthesis.prompts: missing"):
+        resolve(experiment(), REPO)
+    assert resolve(experiment(), REPO, detection_only=True).synthesis.prompts == ""
