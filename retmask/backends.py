@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from retmask.config import SamplingConfig
 from retmask.generation import Generation
+from retmask.masking import LINKED_SINGLE_FILE, MASK_RECORD, MASKED_WEIGHTS_FILE
 
 THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
 
@@ -33,6 +35,32 @@ class HFBackend:
                         top_p=sampling.top_p, seed=seed)
 
 
+def check_reads_masked_file_last(iterator) -> None:
+    """A masked checkpoint names each masked o_proj twice (the linked original file and ours), and
+    vLLM reads every tensor of every file: the file read last wins. vLLM sorts the files before
+    reading them since early 2026 (ours sorts last); an older one reads them in directory order
+    and could silently load the unmasked weights. `iterator` is vLLM's safetensors weights
+    iterator, tried here on two one-tensor files given in the wrong order."""
+    import inspect
+    import tempfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        original, masked = Path(tmp) / LINKED_SINGLE_FILE, Path(tmp) / MASKED_WEIGHTS_FILE
+        save_file({"w": torch.zeros(1)}, original)
+        save_file({"w": torch.ones(1)}, masked)
+        arguments = [[str(masked), str(original)]]
+        if "use_tqdm_on_load" in inspect.signature(iterator).parameters:
+            arguments.append(False)
+        last = [float(tensor) for _, tensor in iterator(*arguments)][-1]
+    if last != 1.0:
+        raise RuntimeError("this vLLM reads weight files in directory order, so it could load a masked "
+                           "checkpoint's original o_proj after the masked one; install a vLLM that sorts them "
+                           "(2026 or later) or use synthesis.backend: hf")
+
+
 class VLLMBackend:
     """vLLM offline inference; each prompt gets its own seed, so a resumed shard reproduces an
     uninterrupted one whatever the batch."""
@@ -47,6 +75,10 @@ class VLLMBackend:
 
         # 0: one engine over every GPU the job was given (SLURM sets the visible devices).
         tensor_parallel_size = tensor_parallel_size or max(1, torch.cuda.device_count())
+        if (Path(model_path) / MASK_RECORD).is_file():
+            from vllm.model_executor.model_loader import weight_utils
+
+            check_reads_masked_file_last(weight_utils.safetensors_weights_iterator)
         self.llm = LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                        max_model_len=max_model_len)
         self.chat_template_kwargs = None if enable_thinking is None else {"enable_thinking": enable_thinking}

@@ -21,6 +21,23 @@ DEFAULT_O_PROJ = "model.layers.{layer}.self_attn.o_proj"
 MASKED_WEIGHTS_FILE = "retmask-masked-o_proj.safetensors"
 MASK_RECORD = "retmask_mask.json"
 LINKED_SINGLE_FILE = "model-00001-of-00001.safetensors"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def natural_sort_key(name: str) -> list:
+    """Digits compared as numbers, text case-blind: the order vLLM reads weight files in."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def check_masked_file_read_last(weight_files) -> None:
+    """Engines that read every tensor of every weight file (vLLM) see each masked o_proj twice,
+    in its linked original file and in ours; the file read last wins, and they read files in
+    sorted order. So ours must sort after every original file, plainly and naturally."""
+    for name in set(weight_files):
+        if name >= MASKED_WEIGHTS_FILE or natural_sort_key(name) >= natural_sort_key(MASKED_WEIGHTS_FILE):
+            raise ValueError(f"weight file {name!r} sorts after {MASKED_WEIGHTS_FILE!r}, so an engine reading files "
+                             "in sorted order would load its unmasked o_proj last; rename the model's shards "
+                             "(model-00001-of-0000N.safetensors, as transformers writes them)")
 
 
 def head_dim(config) -> int:
@@ -135,9 +152,14 @@ def write_masked_checkpoint(model_path: str | Path, heads: list[Head], out_dir: 
     # shard name so the index below is what the loader follows.
     renamed = {"model.safetensors": LINKED_SINGLE_FILE}
     weight_map = {key: renamed.get(name, name) for key, name in weight_map.items()}
+    check_masked_file_read_last(weight_map.values())
+    used = set(weight_map.values()) | set(renamed)
     with atomic_directory(out_dir) as tmp:
         for item in model_dir.iterdir():
             if item.name in ("model.safetensors.index.json", MASK_RECORD) or item.name.startswith("."):
+                continue
+            if item.suffix in WEIGHT_SUFFIXES and item.name not in used:
+                # e.g. Mistral's consolidated.safetensors: engines would load it instead of the index.
                 continue
             os.symlink(item, tmp / renamed.get(item.name, item.name))
         save_file(changed, tmp / MASKED_WEIGHTS_FILE, metadata={"format": "pt"})

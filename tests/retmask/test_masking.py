@@ -70,3 +70,26 @@ def test_missing_o_proj_is_one_clear_error():
     assert find_o_proj_pattern(["model.layers.0.self_attn.o_proj.weight"]) == "model.layers.{layer}.self_attn.o_proj"
     with pytest.raises(ValueError, match="pass the model's o_proj path pattern"):
         find_o_proj_pattern(["transformer.h.0.attn.c_proj.weight"])
+
+
+def test_masked_checkpoint_links_only_the_weight_files_its_index_uses(tmp_path):
+    """Mistral repositories ship consolidated.safetensors beside the shards; an engine finding it in
+    the masked checkpoint would load it (unmasked) instead of following the index."""
+    import shutil
+
+    model = _random_model("mistral")
+    model.save_pretrained(tmp_path / "model")
+    shutil.copy(tmp_path / "model" / "model.safetensors", tmp_path / "model" / "consolidated.safetensors")
+    masked_dir = write_masked_checkpoint(tmp_path / "model", [(0, 1)], tmp_path / "masked")
+    names = sorted(p.name for p in masked_dir.iterdir())
+    assert "consolidated.safetensors" not in names and "config.json" in names
+    assert sorted(n for n in names if n.endswith(".safetensors")) == ["model-00001-of-00001.safetensors",
+                                                                      "retmask-masked-o_proj.safetensors"]
+
+
+def test_the_masked_file_must_sort_after_the_original_weight_files():
+    from retmask.masking import check_masked_file_read_last
+
+    check_masked_file_read_last(["model-00001-of-00004.safetensors", "model-00004-of-00004.safetensors"])
+    with pytest.raises(ValueError, match="'weights-00001.safetensors' sorts after"):
+        check_masked_file_read_last(["weights-00001.safetensors"])
