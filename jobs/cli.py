@@ -62,6 +62,7 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
     from jobs.profiles import load_profile
 
     profile = load_profile(cfg.execution.cluster)  # every check passes before anything is written
+    _check_detection_inputs(cfg)
     run = _record_config(cfg)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so running shards are cancelled too
     started = time.perf_counter()
@@ -74,6 +75,14 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
     done = report(run) if report else f"outputs under {run.root / 'stages'}"
     print(f"finished in {time.perf_counter() - started:.1f}s; {done}")
     return 0
+
+
+def _check_detection_inputs(cfg) -> None:
+    from jobs.detect import check_inputs
+
+    count = check_inputs(cfg)
+    if count is not None:
+        print(f"{count} NIAH instances for detection")
 
 
 def _cluster_profile(args):
@@ -99,6 +108,7 @@ def _submit(cfg, profile, dry_run: bool, force: bool, until: str | None) -> int:
     from jobs.profiles import check_against_scheduler
     from retmask.rundir import RunDir
 
+    _check_detection_inputs(cfg)
     if dry_run:
         print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=until))
         return 0

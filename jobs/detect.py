@@ -16,6 +16,19 @@ def detection_instances(cfg: ExperimentConfig, tokenizer):
     return build_instances(tokenizer, d.haystack, d.needles, d.lengths, d.depths, d.template)
 
 
+def check_inputs(cfg: ExperimentConfig) -> int | None:
+    """Build the NIAH instances once, before any job starts, so that an empty haystack or a needle
+    longer than the context is one error now rather than a failed shard later. Returns how many
+    instances there are, or None while the model does not exist yet (a toy model not yet trained)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    if not (Path(cfg.model.path) / "config.json").is_file():
+        return None
+    return len(detection_instances(cfg, AutoTokenizer.from_pretrained(cfg.model.path)))
+
+
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.detection import detect_instance
     from retmask.generation import load_model

@@ -68,3 +68,16 @@ def test_detect_on_a_cluster_renders_the_detection_array_and_merge(toy_model_dir
     stages = [line.split()[3].rstrip(":") for line in printed.splitlines() if line.startswith("# ===== stage")]
     assert stages == ["detect", "merge_scores"]
     assert "#SBATCH --array=0-1" in printed and not out.exists()  # a dry run writes nothing
+
+
+def test_bad_detection_inputs_stop_before_any_job(toy_model_dir, tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("")
+    arguments = detect_arguments(toy_model_dir, tmp_path / "det")
+    arguments[arguments.index("--haystack") + 1] = str(tmp_path / "empty.txt")
+    for extra in ([], ["--cluster", "local-slurm", "--dry-run"]):
+        assert main(arguments + extra) == 2
+        assert "is empty; it must hold the text the needle is hidden in" in capsys.readouterr().err
+    long = detect_arguments(toy_model_dir, tmp_path / "det")
+    long[long.index("--lengths") + 1] = "4:8:2"
+    assert main(long) == 2 and "does not fit a context of 4 tokens" in capsys.readouterr().err
+    assert not (tmp_path / "det").exists()
