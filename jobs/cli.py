@@ -77,12 +77,12 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
     return 0
 
 
-def _check_detection_inputs(cfg) -> None:
+def _check_detection_inputs(cfg, out=sys.stdout) -> None:
     from jobs.detect import check_inputs
 
     count = check_inputs(cfg)
     if count is not None:
-        print(f"{count} NIAH instances for detection")
+        print(f"{count} NIAH instances for detection", file=out)
 
 
 def _cluster_profile(args):
@@ -108,7 +108,7 @@ def _submit(cfg, profile, dry_run: bool, force: bool, until: str | None) -> int:
     from jobs.profiles import check_against_scheduler
     from retmask.rundir import RunDir
 
-    _check_detection_inputs(cfg)
+    _check_detection_inputs(cfg, out=sys.stderr if dry_run else sys.stdout)  # a dry run prints only scripts
     if dry_run:
         print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=until))
         return 0

@@ -66,7 +66,7 @@ def test_detect_on_a_cluster_renders_the_detection_array_and_merge(toy_model_dir
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     stages = [line.split()[3].rstrip(":") for line in printed.splitlines() if line.startswith("# ===== stage")]
-    assert stages == ["detect", "merge_scores"]
+    assert stages == ["detect", "merge_scores"] and printed.startswith("# ===== stage detect")  # scripts only
     assert "#SBATCH --array=0-1" in printed and not out.exists()  # a dry run writes nothing
 
 
