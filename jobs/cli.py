@@ -86,35 +86,37 @@ def _check_detection_inputs(cfg, out=sys.stdout) -> None:
 
 
 def _cluster_profile(args):
-    """The SLURM profile named by --cluster, with --profile-set overrides, and --dry-run/--force."""
+    """The SLURM profile named by --cluster, with --profile-set overrides."""
     from jobs.profiles import load_profile
 
     profile = load_profile(args.cluster, args.profile_set or [])
     if profile.kind != "slurm":
         raise ConfigError(f"profile {args.cluster!r} is not a SLURM profile; run without --cluster (or use "
                           "`retmask run`) to run locally")
-    return profile, args.dry_run, args.force
+    return profile
 
 
 def cmd_submit(args) -> int:
     cfg = load_config(args.config, args.set or [])
     if args.run_dir:
         cfg.run_dir = args.run_dir
-    return _submit(cfg, *_cluster_profile(args), until=args.until)
+    return _submit(cfg, args, until=args.until)
 
 
-def _submit(cfg, profile, dry_run: bool, force: bool, until: str | None) -> int:
+def _submit(cfg, args, until: str | None) -> int:
+    """Submit the stages up to `until` with the --cluster, --profile-set, --dry-run and --force flags."""
     from jobs import control
     from jobs.profiles import check_against_scheduler
     from retmask.rundir import RunDir
 
-    _check_detection_inputs(cfg, out=sys.stderr if dry_run else sys.stdout)  # a dry run prints only scripts
-    if dry_run:
+    profile = _cluster_profile(args)
+    _check_detection_inputs(cfg, out=sys.stderr if args.dry_run else sys.stdout)  # a dry run prints only scripts
+    if args.dry_run:
         print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=until))
         return 0
     check_against_scheduler(profile)  # before anything is written
     run = _record_config(cfg)
-    control.submit(cfg, run, profile, force=force, until=until)
+    control.submit(cfg, run, profile, force=args.force, until=until)
     print(f"queued; follow with: retmask status {run.root}")
     return 0
 
@@ -212,7 +214,7 @@ def cmd_detect(args) -> int:
     cfg = detection_config(args)
     until = "merge_scores"
     if args.cluster:
-        return _submit(cfg, *_cluster_profile(args), until=until)
+        return _submit(cfg, args, until=until)
     return _run_locally(cfg, until=until, max_parallel=args.max_parallel, report=_print_scores)
 
 

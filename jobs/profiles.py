@@ -17,6 +17,8 @@ PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm_templates"
 # Stages that need an accelerator on a GPU cluster; the others run on CPUs.
 GPU_STAGES = ("toy_model", "detect", "synthesize_chosen", "synthesize_rejected", "train", "evaluate", "helmet",
               "general")
+# Those whose tasks may take fewer GPUs than a node has; training takes every GPU of its nodes.
+PER_TASK_GPU_STAGES = tuple(stage for stage in GPU_STAGES if stage != "train")
 
 
 @dataclass
@@ -30,8 +32,7 @@ class ClusterProfile:
     account: str = ""
     qos: str = ""
     gpus_per_node: int = 0
-    # GPUs of one task of a stage (detect, synthesize_*, evaluate, toy_model); unlisted stages get
-    # gpus_per_node. Training always takes every GPU of its nodes.
+    # GPUs of one task of a stage of PER_TASK_GPU_STAGES; unlisted stages get gpus_per_node.
     gpus_per_task: dict[str, int] = field(default_factory=dict)
     gpu_type: str = ""  # e.g. h100: asked as gpu:h100:N with gpu_request gres
     gpu_request: str = "gres"  # gres: --gres=gpu[:type]:N; gpus_per_node: --gpus-per-node=N
@@ -63,10 +64,9 @@ class ClusterProfile:
         if "default" not in self.time_limit_min:
             raise ConfigError(f"{key}.time_limit_min needs a 'default' entry (minutes)")
         for stage, gpus in self.gpus_per_task.items():
-            if stage not in GPU_STAGES or stage == "train":
-                allowed = ", ".join(s for s in GPU_STAGES if s != "train")
-                raise ConfigError(f"{key}.gpus_per_task: {stage!r} is not one of {allowed} (training always takes "
-                                  "every GPU of its nodes)")
+            if stage not in PER_TASK_GPU_STAGES:
+                raise ConfigError(f"{key}.gpus_per_task: {stage!r} is not one of {', '.join(PER_TASK_GPU_STAGES)} "
+                                  "(training always takes every GPU of its nodes)")
             if not 1 <= gpus <= self.gpus_per_node:
                 raise ConfigError(f"{key}.gpus_per_task.{stage}: {gpus} GPUs; expected 1..gpus_per_node "
                                   f"({self.gpus_per_node})")
@@ -77,9 +77,9 @@ class ClusterProfile:
         return self.time_limit_min.get(stage, self.time_limit_min["default"])
 
     def stage_gpus(self, stage: str) -> int:
-        if stage not in GPU_STAGES:
-            return 0
-        return self.gpus_per_node if stage == "train" else self.gpus_per_task.get(stage, self.gpus_per_node)
+        if stage in PER_TASK_GPU_STAGES:
+            return self.gpus_per_task.get(stage, self.gpus_per_node)
+        return self.gpus_per_node if stage in GPU_STAGES else 0
 
     def gpu_parameters(self, gpus: int) -> dict:
         if not gpus:

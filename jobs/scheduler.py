@@ -55,7 +55,7 @@ def job_states(job_ids: list[str]) -> tuple[dict[str, dict], str]:
                 states[job_id] = {"state": state, "exit_code": parts[2]}
         # sacct has no pending reason, and a job submitted a moment ago may not be in the
         # accounting database yet (it would look missing, and resume would submit it twice).
-        unknown = [job_id for job_id in job_ids if job_id not in states]
+        unknown = {job_id for job_id in job_ids if job_id not in states}
         if unknown or any(entry["state"] == "PENDING" for entry in states.values()):
             for job_id, entry in _squeue(bases).items():
                 if job_id in states:

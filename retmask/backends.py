@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import torch
+
 from retmask.config import SamplingConfig
 from retmask.generation import Generation
 from retmask.masking import LINKED_SINGLE_FILE, MASK_RECORD, MASKED_WEIGHTS_FILE
@@ -44,7 +46,6 @@ def check_reads_masked_file_last(iterator) -> None:
     import inspect
     import tempfile
 
-    import torch
     from safetensors.torch import save_file
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,8 +72,6 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError:
             raise ImportError("synthesis.backend is 'vllm' but vllm is not installed: pip install 'retmask[vllm]'")
-        import torch
-
         # 0: one engine over every GPU the job was given (SLURM sets the visible devices).
         tensor_parallel_size = tensor_parallel_size or max(1, torch.cuda.device_count())
         if (Path(model_path) / MASK_RECORD).is_file():

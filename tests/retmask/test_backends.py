@@ -1,16 +1,11 @@
 """The generation backends' own logic. vLLM cannot be installed without a CUDA torch, so the check
 of its weight-file order runs here on two iterators written the two ways vLLM's has been: reading
 files as listed (before 2026) and sorting them first (since)."""
-import re
-
 import pytest
 from safetensors import safe_open
 
 from retmask.backends import check_reads_masked_file_last, split_reasoning
-
-
-def _natural(path: str) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path)]
+from retmask.masking import natural_sort_key
 
 
 def _read_as_listed(hf_weights_files, use_tqdm_on_load=True):
@@ -21,7 +16,7 @@ def _read_as_listed(hf_weights_files, use_tqdm_on_load=True):
 
 
 def _read_sorted(hf_weights_files, use_tqdm_on_load=True):
-    yield from _read_as_listed(sorted(hf_weights_files, key=_natural), use_tqdm_on_load)
+    yield from _read_as_listed(sorted(hf_weights_files, key=natural_sort_key), use_tqdm_on_load)
 
 
 def test_a_loader_that_sorts_weight_files_reads_the_masked_file_last():
