@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from analysis import figures
+from analysis.health import Health, run_health
 from retmask.io import read_json, read_jsonl, write_text
 from retmask.rundir import RunDir
 
@@ -91,6 +92,10 @@ def _pairs_section(run: RunDir) -> list[str]:
     return [
         "## Preference pairs",
         "",
+        f"{stats['pairs']} examples from {stats['prompts']} prompts."
+        + (f" {stats['kept_empty_rejected']} rejected responses are empty (the rejected model gave no answer) and "
+           "are kept as rejections." if stats["kept_empty_rejected"] else ""),
+        "",
         _table(["pairs", "mean input tokens", "mean chosen tokens", "mean rejected tokens"],
                [[stats["pairs"], stats["mean_input_tokens"], stats["mean_chosen_tokens"],
                  stats["mean_rejected_tokens"]]]),
@@ -158,9 +163,15 @@ def _helmet_section(run: RunDir) -> list[str]:
     return lines
 
 
+def _health_lines(health: Health) -> list[str]:
+    mark = "" if health.learned else "⚠ "
+    return [f"**{mark}Health:** {health.line}.", "", f"**Verdict: {health.verdict}**", ""]
+
+
 def write_run_report(run: RunDir, tau: float) -> Path:
     out = run.report_dir
-    lines = [f"# RetMask run report: {run.root.name}", ""]
+    health = run_health(run)
+    lines = [f"# RetMask run report: {run.root.name}", "", *_health_lines(health)]
     toy = run.stage_dir("toy_model") / "toy_model.json"
     if toy.is_file():
         summary = read_json(toy)["summary"]
@@ -176,16 +187,17 @@ def write_run_report(run: RunDir, tau: float) -> Path:
                                            _stage_times(run)), ""]
     path = out / "index.md"
     write_text(path, "\n".join(lines))
-    write_text(out / "metrics.json", json.dumps(_headline(run), indent=2) + "\n")
+    write_text(out / "metrics.json", json.dumps(_headline(run, health), indent=2) + "\n")
     return path
 
 
-def _headline(run: RunDir) -> dict:
+def _headline(run: RunDir, health: Health) -> dict:
     """The run's key figures in one machine-readable file, for cross-run analysis."""
     niah = read_json(run.stage_dir("evaluate") / "niah.json")
     change = read_json(run.stage_dir("evaluate") / "retrieval_change.json")
     log = read_jsonl(run.stage_dir("train") / "train_log.jsonl")
     return {
+        "health": health.to_dict(),
         "niah_accuracy": {entry["model"]: entry["accuracy"] for entry in niah},
         "masked_heads": read_json(run.stage_dir("select_heads") / "heads.json")["heads"],
         "masked_mean_delta": change["masked_mean_delta"],

@@ -28,7 +28,7 @@ def cmd_toy_model(args) -> int:
     if out.exists() and any(out.iterdir()):
         return _fail(f"{out} exists and is not empty; give a new directory (nothing is overwritten)")
     recipe = ToyModelConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-    summary = train_toy_model(recipe, out)
+    summary = train_toy_model(recipe, out, on_progress=lambda text: print(text, flush=True))
     print(f"toy model saved to {out}: held-out exact copy {summary['held_out_exact_match']:.3f}, "
           f"{summary['train_seconds']} s")
     return 0
@@ -74,6 +74,11 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
         return _fail(str(error))
     done = report(run) if report else f"outputs under {run.root / 'stages'}"
     print(f"finished in {time.perf_counter() - started:.1f}s; {done}")
+    if (run.stage_dir("train") / "summary.json").is_file():
+        from analysis.health import run_health
+
+        health = run_health(run)
+        print(f"health: {health.line}\nverdict: {health.verdict}")
     return 0
 
 

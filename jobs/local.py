@@ -83,6 +83,7 @@ class LocalPipeline:
         prints = stage_fingerprints(cfg, all_stages)
         self.stages = upstream_of(all_stages, until) if until else all_stages
         self.progress: dict[str, StageProgress] = {}
+        self._progress_shown: dict[tuple[str, int], str] = {}
         for stage in self.stages:
             on_disk = run.stage_fingerprint_on_disk(stage.name)
             if on_disk is not None and on_disk != prints[stage.name]:
@@ -155,12 +156,22 @@ class LocalPipeline:
             if blocked and not running:
                 break
             time.sleep(POLL_SECONDS)
+            self._show_progress(running)
             for item in [r for r in running if r[2].done()]:
                 running.remove(item)
                 self._finish(*item)
             failed = any(p.failed for p in self.progress.values())
             if not running and queue and not failed and not any(self._ready(s.name) for s, _ in queue):
                 raise PipelineFailed("no runnable stage: the stage graph has a cycle or a missing dependency")
+
+    def _show_progress(self, running) -> None:
+        """Print what running shards last reported of their progress, once per new report."""
+        for stage, shard, _ in running:
+            text = self.run.read_progress(stage.name, shard)
+            if text and self._progress_shown.get((stage.name, shard)) != text:
+                self._progress_shown[(stage.name, shard)] = text
+                where = f" shard {shard}" if self.progress[stage.name].shards > 1 else ""
+                self.log(f"[{stage.name}]{where} {text}")
 
     def _finish(self, stage: Stage, shard: int, job: submitit.Job) -> None:
         progress = self.progress[stage.name]

@@ -23,11 +23,11 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.strategies import get_strategy
 
     if get_strategy(cfg.strategy).trainer == "sft":
-        build = build_sft(sample_rows(run, "synthesize_chosen"), cfg.pairs.drop_empty)
+        build = build_sft(sample_rows(run, "synthesize_chosen"), cfg.pairs)
         columns = ["prompt_id", "prompt", "completion"]
     else:
         build = build_pairs(sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected"),
-                            cfg.pairs.drop_empty, cfg.pairs.drop_identical)
+                            cfg.pairs)
         columns = ["prompt_id", "prompt", "chosen", "rejected"]
     if not build.pairs:
         raise ValueError(f"no training example survived the filters (dropped: {dict(build.dropped)}); "

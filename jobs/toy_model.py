@@ -10,5 +10,5 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.toy.cache import ensure_toy_model
     from retmask.toy.train import read_summary
 
-    path = ensure_toy_model(cfg.toy_model)
+    path = ensure_toy_model(cfg.toy_model, lambda text: run.report_progress("toy_model", shard, text))
     write_json(run.stage_dir("toy_model") / "toy_model.json", {"path": str(path), "summary": read_summary(path)})

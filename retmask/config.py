@@ -37,6 +37,9 @@ class ToyModelConfig:
     intermediate_size: int = 384
     layers: int = 4
     heads: int = 8
+    # Decoupled from hidden_size / heads: vLLM's CPU attention refuses head dimensions below 32,
+    # and eight heads (rather than four of a 128-wide model) keep the copy circuit in few heads.
+    head_dim: int = 32
     min_haystack: int = 16
     max_haystack: int = 48
     min_values: int = 4
@@ -139,8 +142,13 @@ class SynthesisConfig:
 
 @dataclass
 class PairsConfig:
+    """Which pairs are kept. An empty rejected response is the ablated model failing to answer:
+    that is the signal RetMask learns from, so it is kept (and counted). An empty chosen response
+    gives nothing to prefer, so it is dropped."""
+
     drop_identical: bool = True
-    drop_empty: bool = True
+    drop_empty_chosen: bool = True
+    drop_empty_rejected: bool = False
 
 
 @dataclass
@@ -272,12 +280,23 @@ def _positive(key: str, name: str, value: int) -> None:
         raise ConfigError(f"{key}.{name} must be >= 1, got {value}")
 
 
+# Toy checkpoints trained once and shipped with the package, one folder per recipe hash: training
+# on another CPU (other vector kernels, other rounding) would give other weights.
+SHIPPED_TOY_MODELS = Path(__file__).resolve().parent / "toy" / "checkpoints"
+
+
 def toy_cache_root() -> Path:
     return Path(os.environ.get("RETMASK_CACHE", Path.home() / ".cache" / "retmask")) / "toy-models"
 
 
+def toy_recipe_hash(recipe: ToyModelConfig) -> str:
+    return fingerprint(recipe.to_dict())
+
+
 def toy_model_dir(recipe: ToyModelConfig) -> Path:
-    return toy_cache_root() / fingerprint(recipe.to_dict())
+    """The shipped checkpoint of this recipe if there is one, else its place in the local cache."""
+    shipped = SHIPPED_TOY_MODELS / toy_recipe_hash(recipe)
+    return shipped if (shipped / "config.json").is_file() else toy_cache_root() / toy_recipe_hash(recipe)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:

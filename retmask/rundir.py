@@ -4,6 +4,7 @@
     <run>/manifest.json                   per stage: fingerprint, shards, states, job ids, times
     <run>/stages/<stage>/...              the stage's outputs
     <run>/stages/<stage>/done/<k>.json    marker of finished shard k, with the stage fingerprint
+    <run>/stages/<stage>/progress/<k>.txt what a running shard k last said of its progress
     <run>/logs/<stage>/                   job logs
     <run>/superseded/<stage>-<fp>/        outputs of an earlier fingerprint, kept, never deleted
 
@@ -15,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from retmask.io import read_json, write_json
+from retmask.io import read_json, write_json, write_text
 
 
 def shard_slice(total: int, shards: int, shard: int) -> range:
@@ -54,6 +55,17 @@ class RunDir:
 
     def shard_files(self, stage: str) -> list[Path]:
         return sorted((self.stage_dir(stage) / "shards").glob("*.jsonl"))
+
+    def progress_file(self, stage: str, shard: int) -> Path:
+        return self.stage_dir(stage) / "progress" / f"{shard:05d}.txt"
+
+    def report_progress(self, stage: str, shard: int, text: str) -> None:
+        """A running shard's latest word on how far it is (shown by whoever watches the run)."""
+        write_text(self.progress_file(stage, shard), text)
+
+    def read_progress(self, stage: str, shard: int) -> str | None:
+        path = self.progress_file(stage, shard)
+        return path.read_text() if path.is_file() else None
 
     def mark_done(self, stage: str, shard: int, stage_fingerprint: str, seconds: float, **extra) -> None:
         write_json(self.marker(stage, shard), {"fingerprint": stage_fingerprint, "seconds": round(seconds, 3),

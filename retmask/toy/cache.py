@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from retmask.config import ToyModelConfig, toy_model_dir
@@ -15,9 +16,9 @@ def is_built(path: Path) -> bool:
     return (path / ASSETS_DIR / "summary.json").is_file() and (path / "config.json").is_file()
 
 
-def ensure_toy_model(recipe: ToyModelConfig) -> Path:
-    """The cached checkpoint for `recipe`, trained first if absent. Concurrent callers wait on a
-    lock rather than train twice."""
+def ensure_toy_model(recipe: ToyModelConfig, on_progress: Callable[[str], None] = log.info) -> Path:
+    """The checkpoint for `recipe`: the shipped one, else the cached one, trained first if absent.
+    Concurrent callers wait on a lock rather than train twice."""
     path = toy_model_dir(recipe)
     if is_built(path):
         return path
@@ -26,5 +27,5 @@ def ensure_toy_model(recipe: ToyModelConfig) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not is_built(path):
             log.info("training the toy model into %s", path)
-            train_toy_model(recipe, path)
+            train_toy_model(recipe, path, on_progress)
     return path

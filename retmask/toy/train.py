@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -88,6 +89,7 @@ def build_model(recipe: ToyModelConfig, vocab_size: int, tokenizer) -> LlamaForC
         num_hidden_layers=recipe.layers,
         num_attention_heads=recipe.heads,
         num_key_value_heads=recipe.heads,
+        head_dim=recipe.head_dim,
         max_position_embeddings=256,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
@@ -97,8 +99,12 @@ def build_model(recipe: ToyModelConfig, vocab_size: int, tokenizer) -> LlamaForC
     return LlamaForCausalLM(config)
 
 
-def train_toy_model(recipe: ToyModelConfig, out_dir: Path) -> dict:
-    """Train per `recipe` and save the checkpoint and its assets into `out_dir` atomically."""
+PROGRESS_EVERY = 50  # steps between progress reports (about 15 s on 2 cores)
+
+
+def train_toy_model(recipe: ToyModelConfig, out_dir: Path, on_progress: Callable[[str], None] = log.info) -> dict:
+    """Train per `recipe` and save the checkpoint and its assets into `out_dir` atomically;
+    `on_progress` hears how far training is every few seconds."""
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
     tokenizer = build_tokenizer()
@@ -121,7 +127,11 @@ def train_toy_model(recipe: ToyModelConfig, out_dir: Path) -> dict:
         optimizer.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == recipe.steps - 1:
             history.append({"step": step, "loss": loss.item(), "seconds": time.perf_counter() - started})
-            log.info("toy model step %d loss %.4f", step, loss.item())
+        if (step + 1) % PROGRESS_EVERY == 0 or step + 1 == recipe.steps:
+            elapsed = time.perf_counter() - started
+            left = elapsed / (step + 1) * (recipe.steps - step - 1)
+            on_progress(f"toy model step {step + 1}/{recipe.steps}, loss {loss.item():.3f}, "
+                        f"{elapsed:.0f} s elapsed, ~{left:.0f} s left")
         if not math.isfinite(loss.item()):
             raise RuntimeError(f"toy model training diverged at step {step} (loss {loss.item()})")
 

@@ -33,3 +33,14 @@ def test_failed_stage_is_named_with_its_error_and_rerun_resumes(tmp_path, toy_mo
     pipeline.execute(max_parallel=2)
     assert run.read_manifest()["stages"]["mask"]["state"] == "done"
     assert len(list((run.root / "superseded").glob("select_heads-*"))) == 0  # a failed shard leaves no marker
+
+
+def test_a_toy_model_trained_by_the_run_shows_its_progress(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETMASK_CACHE", str(tmp_path / "cache"))  # this recipe is not shipped: it trains
+    cfg, run = prepared(tmp_path, "toy_model.steps=100", "toy_model.batch_size=4", "toy_model.eval_examples=4",
+                        "toy_model.prompts=4")
+    lines = []
+    LocalPipeline(cfg, run, log=lines.append, until="toy_model").execute(max_parallel=1)
+    progress = [line for line in lines if line.startswith("[toy_model] toy model step")]
+    assert [line.split(",")[0] for line in progress] == ["[toy_model] toy model step 50/100",
+                                                         "[toy_model] toy model step 100/100"]

@@ -1,6 +1,6 @@
 import pytest
 
-from retmask.config import ConfigError, ExperimentConfig, from_dict, load_config
+from retmask.config import ConfigError, ExperimentConfig, from_dict, load_config, toy_recipe_hash
 from tests.conftest import REPO
 
 
@@ -13,7 +13,7 @@ def write(tmp_path, text):
 def test_tiny_config_loads_and_resolves_toy_paths():
     cfg = load_config(REPO / "configs" / "tiny.yaml")
     assert cfg.name == "tiny"
-    assert "toy-models" in cfg.model.path
+    assert cfg.model.path.endswith(toy_recipe_hash(cfg.toy_model))
     assert cfg.detection.haystack.endswith("retmask_toy/haystack.txt")
     assert cfg.train.learning_rate == 1e-4  # "1.0e-4" in YAML
     assert cfg.run_dir == "runs/tiny"
@@ -25,6 +25,14 @@ def test_unknown_key_names_it_and_the_allowed_keys(tmp_path):
         load_config(path)
     message = str(error.value)
     assert "train.learnin_rate: unknown key" in message and "learning_rate" in message
+
+
+def test_the_old_pairs_drop_empty_key_names_the_side_specific_ones(tmp_path):
+    path = write(tmp_path, "name: x\nmodel: {path: toy}\ntoy_model: {}\npairs: {drop_empty: false}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "pairs.drop_empty: unknown key" in str(error.value)
+    assert "drop_empty_chosen" in str(error.value) and "drop_empty_rejected" in str(error.value)
 
 
 def test_wrong_type_names_key_and_expected_type():

@@ -1,0 +1,16 @@
+"""Toy training: deterministic under its seed on one machine, and it says how far it is."""
+from safetensors.torch import load_file
+
+from retmask.config import ToyModelConfig
+from retmask.toy.train import train_toy_model
+
+SHORT = dict(steps=12, warmup_steps=2, eval_examples=4, prompts=4, batch_size=8)
+
+
+def test_training_twice_from_one_seed_gives_the_same_weights_and_reports_progress(tmp_path):
+    said = []
+    train_toy_model(ToyModelConfig(**SHORT), tmp_path / "a", on_progress=said.append)
+    train_toy_model(ToyModelConfig(**SHORT), tmp_path / "b", on_progress=lambda text: None)
+    first, second = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert all((first[name] == second[name]).all() for name in first)
+    assert said and said[-1].startswith("toy model step 12/12, loss ")
