@@ -81,19 +81,38 @@ def time_ratio(model, tokenizer, items, new_tokens: int) -> dict:
     return {"detect_s": round(detect_s, 3), "plain_s": round(plain_s, 3), "ratio": round(detect_s / plain_s, 3)}
 
 
+def eager_cached_argmax_steps(model, input_ids: list[int], max_new_tokens: int, stops: set[int]):
+    """The baseline measured against: Wu et al.'s way, materialized eager attention weights of every
+    decode step over a cache (`output_attentions=True`)."""
+    import torch
+
+    with torch.no_grad():
+        ids = torch.tensor([input_ids], device=model.device)
+        cache = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).past_key_values
+        current = ids[:, -1:]
+        for _ in range(max_new_tokens):
+            output = model(input_ids=current, past_key_values=cache, use_cache=True, output_attentions=True)
+            cache = output.past_key_values
+            token = int(output.logits[0, -1].argmax())
+            if token in stops:
+                return
+            yield token, torch.stack([attention[0, :, -1].argmax(dim=-1) for attention in output.attentions])
+            current = torch.tensor([[token]], device=model.device)
+
+
 def memory_probe(method: str, ids_file: str, device: str, new_tokens: int) -> None:
     """Run in a child process: load the model, then (unless `method` is "baseline") detect on the
     instance in `ids_file`; print the process's peak memory."""
     import torch
 
-    from retmask.retrieval import argmax_steps, naive_argmax_steps
+    from retmask.retrieval import argmax_steps
 
     spec = json.loads(Path(ids_file).read_text())
     model = random_llama(spec["vocab"], "eager" if method == "naive" else "sdpa", device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if method != "baseline":
-        steps = argmax_steps if method == "fast" else naive_argmax_steps
+        steps = argmax_steps if method == "fast" else eager_cached_argmax_steps
         with torch.no_grad():
             list(steps(model, spec["input_ids"], new_tokens, stops=set()))
     if device == "cuda":

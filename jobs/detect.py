@@ -9,11 +9,20 @@ from retmask.rows import RowFile
 from retmask.rundir import RunDir, shard_slice
 
 
+def max_positions(model_path: str) -> int | None:
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+
+
 def detection_instances(cfg: ExperimentConfig, tokenizer):
-    from retmask.niah import build_instances
+    from retmask.niah import build_instances, check_within_positions
 
     d = cfg.detection
-    return build_instances(tokenizer, d.haystack, d.needles, d.lengths, d.depths, d.template)
+    instances = build_instances(tokenizer, d.haystack, d.needles, d.lengths, d.depths, d.template)
+    check_within_positions(instances, d.max_new_tokens, max_positions(cfg.model.path), "detection",
+                           d.beyond_max_positions)
+    return instances
 
 
 def check_inputs(cfg: ExperimentConfig) -> int | None:

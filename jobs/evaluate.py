@@ -2,10 +2,11 @@
 retrieval scores of the trained model on the detection instances (before vs after DPO)."""
 from __future__ import annotations
 
-from jobs.detect import detection_instances
+from jobs.detect import detection_instances, max_positions
 from jobs.train import trained_model_dir
 from retmask.config import ExperimentConfig
 from retmask.io import read_json, write_json
+from retmask.rows import read_shards
 from retmask.rundir import RunDir
 
 
@@ -41,7 +42,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.generation import load_model
     from retmask.heads import mean_scores, select_heads
     from retmask.masking import heads_from_names, mask_heads_in_memory
-    from retmask.niah import build_instances
+    from retmask.niah import build_instances, check_within_positions
 
     e, d = cfg.evaluation, cfg.detection
     heads = read_json(run.stage_dir("select_heads") / "heads.json")
@@ -50,13 +51,15 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     before = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     instances = build_instances(tokenizer, d.haystack, d.needles, e.niah_lengths, e.niah_depths, d.template)
+    check_within_positions(instances, d.max_new_tokens, max_positions(cfg.model.path), "evaluation",
+                           e.beyond_max_positions)
 
     def evaluate(name: str, path: str, heads: list[str]) -> dict:
         from retmask.evaluation import niah_records
 
         model, tok = load_model(path, cfg.model.dtype)
         mask_heads_in_memory(model, heads_from_names(heads))
-        return _niah_summary(name, niah_records(model, tok, instances, d.max_new_tokens), heads)
+        return _niah_summary(name, niah_records(model, tok, instances, d.max_new_tokens, e.batch_tokens), heads)
 
     niah = [evaluate("base", cfg.model.path, []), evaluate("ablated", cfg.model.path, masked)]
     for draw in range(e.random_control_draws):
@@ -71,6 +74,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     records = list(detect_instances(trained, trained_tokenizer, detection_instances(cfg, trained_tokenizer),
                                     d.max_new_tokens, d.rouge_threshold))
     config = trained.config
-    after_per_instance = merge_records(records, config.num_hidden_layers, config.num_attention_heads)
+    kept_before = {r["instance_id"] for r in read_shards(run.shard_files("detect")) if r["kept"]}
+    after_per_instance = merge_records(records, config.num_hidden_layers, config.num_attention_heads, kept_before)
     write_json(out / "retrieval_scores_after.json", after_per_instance)
     write_json(out / "retrieval_change.json", retrieval_change(before, mean_scores(after_per_instance), masked))

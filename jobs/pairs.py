@@ -18,16 +18,19 @@ def sample_rows(run: RunDir, stage: str) -> list[dict]:
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     import datasets
+    from transformers import AutoTokenizer
 
     from retmask.pairs import build_pairs, build_sft
     from retmask.strategies import get_strategy
 
+    # Reasoning goes into `reasoning_content` only where the model's chat template reads it back.
+    reasoning_field = "reasoning_content" in (AutoTokenizer.from_pretrained(cfg.model.path).chat_template or "")
     if get_strategy(cfg.strategy).trainer == "sft":
-        build = build_sft(sample_rows(run, "synthesize_chosen"), cfg.pairs)
+        build = build_sft(sample_rows(run, "synthesize_chosen"), cfg.pairs, reasoning_field)
         columns = ["prompt_id", "prompt", "completion"]
     else:
         build = build_pairs(sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected"),
-                            cfg.pairs)
+                            cfg.pairs, reasoning_field)
         columns = ["prompt_id", "prompt", "chosen", "rejected"]
     if not build.pairs:
         raise ValueError(f"no training example survived the filters (dropped: {dict(build.dropped)}); "

@@ -2,29 +2,47 @@
 (chosen) or the strategy's rejected source (the ablated model, or a smaller model), with the
 same sampling settings for both.
 
-Rows are appended a batch at a time and every batch is seeded by its place in the prompt list,
-so a restarted shard keeps its finished batches, regenerates only the rest, and ends with the
-rows an uninterrupted run writes: none lost, none twice.
+Rows are appended a batch at a time and every prompt is seeded by its place in the prompt list
+and by the stage, so a restarted shard keeps its finished batches, regenerates only the rest, and
+ends with the rows an uninterrupted run writes (none lost, none twice), while chosen and rejected
+are independent samples even where the two models agree.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 from jobs.mask import masked_model_dir
 from retmask.config import ExperimentConfig
-from retmask.io import fingerprint, write_jsonl
+from retmask.io import fingerprint, write_json, write_jsonl
 from retmask.rows import RowFile
 from retmask.rundir import RunDir, shard_slice
 
 
-def shard_prompts(cfg: ExperimentConfig, shard: int, tokenizer=None):
+def shard_prompts(cfg: ExperimentConfig, shard: int, tokenizer=None, run: RunDir | None = None):
+    """This shard's prompts and the index of its first. Shard 0 records what the filters dropped."""
     from retmask.prompts import load_prompts
 
     s = cfg.synthesis
-    prompts = load_prompts(s.prompts, s.prompt_format, s.prompt_column, s.turns, s.languages, s.drop_redacted,
-                           s.drop_flagged, s.dedup, s.max_prompt_tokens, tokenizer, s.max_prompts).prompts
+    loaded = load_prompts(s.prompts, s.prompt_format, s.prompt_column, s.turns, s.languages, s.drop_redacted,
+                          s.drop_flagged, s.dedup, s.prompt_token_limit(), tokenizer, s.max_prompts)
+    if run is not None and shard == 0:
+        write_json(run.stage_dir("synthesize_chosen") / "prompt_filter.json",
+                   {"prompts": len(loaded.prompts), "token_limit": s.prompt_token_limit(),
+                    "dropped": dict(sorted(loaded.dropped.items()))})
+    prompts = loaded.prompts
     indices = shard_slice(len(prompts), s.shards, shard)
     return [prompts[i] for i in indices], indices.start
+
+
+def prompt_seeds(base_seed: int, stage: str, first_index: int, count: int) -> list[int]:
+    """One seed per prompt, from (sampling seed, stage, prompt position): stable across restarts
+    and batch sizes, and different for the chosen and rejected stages."""
+    def seed(index: int) -> int:
+        digest = hashlib.blake2b(f"{base_seed}:{stage}:{index}".encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+    return [seed(first_index + i) for i in range(count)]
 
 
 def _complete_batches(rows: list[dict], batches: list[list]) -> int:
@@ -44,8 +62,8 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
     from retmask.backends import make_backend, split_reasoning
 
     s = cfg.synthesis
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path) if s.max_prompt_tokens else None
-    mine, first_index = shard_prompts(cfg, shard, tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
+    mine, first_index = shard_prompts(cfg, shard, tokenizer, run if stage == "synthesize_chosen" else None)
     batches = [mine[i:i + s.batch_size] for i in range(0, len(mine), s.batch_size)]
     rows_file = RowFile(run.shard_file(stage, shard))
     rows = rows_file.existing()
@@ -56,12 +74,12 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
     if done == len(batches):
         return
     backend = make_backend(s.backend, model_path, cfg.model.dtype, s.batch_size, s.tensor_parallel_size,
-                           s.enable_thinking)
+                           s.enable_thinking, s.max_model_len)
     row_print = fingerprint({"model": model_path, "sampling": dataclasses.asdict(s.sampling)})
     for number in range(done, len(batches)):
         batch = batches[number]
-        seed = s.sampling.seed * 1_000_003 + first_index + number * s.batch_size
-        outputs = backend.generate([p.messages for p in batch], s.sampling, seed)
+        seeds = prompt_seeds(s.sampling.seed, stage, first_index + number * s.batch_size, len(batch))
+        outputs = backend.generate([p.messages for p in batch], s.sampling, seeds)
         new_rows = []
         for prompt, out in zip(batch, outputs):
             response, reasoning = split_reasoning(out.text)

@@ -41,7 +41,9 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     sft = get_strategy(cfg.strategy).trainer == "sft"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    model, tokenizer = load_model(cfg.model.path, cfg.model.dtype, for_training=True)
+    # Master weights in float32 whatever model.dtype says: AdamW steps of 5e-7 vanish in bf16
+    # weights. bf16 is the compute dtype (autocast via train.bf16, or DeepSpeed's bf16 mode).
+    model, tokenizer = load_model(cfg.model.path, "float32", for_training=True)
     tokenizer.padding_side = "right"
     dataset = datasets.load_from_disk(str(pairs_dir(run) / "dataset"))
     if sft:

@@ -1,5 +1,6 @@
 """Generation backends for synthesis: HF `generate` (CPU, tests, small runs) and vLLM offline
-(`LLM.chat`, one engine per task), behind one call: generate(prompts, sampling, seed)."""
+(`LLM.chat`, one engine per task), behind one call: generate(prompts, sampling, seeds), one seed
+per prompt."""
 from __future__ import annotations
 
 import re
@@ -11,30 +12,41 @@ from retmask.config import SamplingConfig
 from retmask.generation import Generation
 from retmask.masking import LINKED_SINGLE_FILE, MASK_RECORD, MASKED_WEIGHTS_FILE
 
-THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
+# The opening tag is optional: Olmo-3-Think's template opens the think block itself, so the
+# model emits only "…</think>answer".
+THINK = re.compile(r"^\s*(?:<think>)?(.*?)</think>\s*", re.DOTALL)
 
 
 def split_reasoning(text: str) -> tuple[str, str | None]:
-    """Qwen3-style "<think>…</think>answer" -> (answer, reasoning); reasoning is kept apart."""
+    """"<think>…</think>answer" (Qwen3) or "…</think>answer" (Olmo-3-Think) -> (answer, reasoning)."""
     match = THINK.match(text)
     if not match:
         return text, None
     return text[match.end():], match.group(1).strip()
 
 
+def _chat_template_kwargs(enable_thinking: bool | None) -> dict | None:
+    return None if enable_thinking is None else {"enable_thinking": enable_thinking}
+
+
 class HFBackend:
-    def __init__(self, model_path: str, dtype: str = "float32", batch_size: int = 16):
+    """HF `generate`. A batch samples from one random stream, seeded by its first prompt's seed:
+    batches are fixed by prompt position, so a resumed shard still reproduces an uninterrupted one."""
+
+    def __init__(self, model_path: str, dtype: str = "float32", batch_size: int = 16,
+                 enable_thinking: bool | None = None):
         from retmask.generation import load_model
 
         self.model, self.tokenizer = load_model(model_path, dtype)
         self.batch_size = batch_size
+        self.chat_template_kwargs = _chat_template_kwargs(enable_thinking)
 
-    def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seed: int) -> list[Generation]:
+    def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
         from retmask.generation import generate
 
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
-                        batch_size=self.batch_size, do_sample=True, temperature=sampling.temperature,
-                        top_p=sampling.top_p, seed=seed)
+        return generate(self.model, self.tokenizer, prompts, self.chat_template_kwargs,
+                        max_new_tokens=sampling.max_new_tokens, batch_size=self.batch_size, do_sample=True,
+                        temperature=sampling.temperature, top_p=sampling.top_p, seed=seeds[0])
 
 
 def check_reads_masked_file_last(iterator) -> None:
@@ -80,13 +92,13 @@ class VLLMBackend:
             check_reads_masked_file_last(weight_utils.safetensors_weights_iterator)
         self.llm = LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                        max_model_len=max_model_len)
-        self.chat_template_kwargs = None if enable_thinking is None else {"enable_thinking": enable_thinking}
+        self.chat_template_kwargs = _chat_template_kwargs(enable_thinking)
 
-    def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seed: int) -> list[Generation]:
+    def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
         from vllm import SamplingParams
 
         params = [SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
-                                 max_tokens=sampling.max_new_tokens, seed=seed + i) for i in range(len(prompts))]
+                                 max_tokens=sampling.max_new_tokens, seed=seed) for seed in seeds]
         outputs = self.llm.chat(prompts, params, use_tqdm=False, chat_template_kwargs=self.chat_template_kwargs)
         results = []
         for output in outputs:
@@ -98,9 +110,9 @@ class VLLMBackend:
 
 
 def make_backend(name: str, model_path: str, dtype: str, batch_size: int, tensor_parallel_size: int = 0,
-                 enable_thinking: bool | None = None):
+                 enable_thinking: bool | None = None, max_model_len: int | None = None):
     if name == "hf":
-        return HFBackend(model_path, dtype, batch_size)
+        return HFBackend(model_path, dtype, batch_size, enable_thinking)
     if name == "vllm":
-        return VLLMBackend(model_path, dtype, tensor_parallel_size, enable_thinking)
+        return VLLMBackend(model_path, dtype, tensor_parallel_size, enable_thinking, max_model_len)
     raise ValueError(f"unknown generation backend {name!r}: expected hf or vllm")

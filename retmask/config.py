@@ -65,13 +65,15 @@ class ModelConfig:
 @dataclass
 class DetectionConfig:
     haystack: str = "builtin"  # builtin prose, a text file, a folder of .txt files, or a saved datasets dir
-    needles: str = "builtin"  # builtin set, or a jsonl of {needle, question, answer}
+    needles: str = "builtin"  # builtin set, or a jsonl of {needle, question, answer (or Wu's real_needle)}
     template: str = DEFAULT_TEMPLATE  # needs {context} and {question}
     lengths: list[int] = field(default_factory=lambda: [48, 96, 3])  # start, end, count (tokens)
     depths: int = 5  # depths spread evenly over 0..100%
     max_new_tokens: int = 16
-    rouge_threshold: float = 0.5
+    rouge_threshold: float = 0.5  # an instance is scored when the answer's ROUGE-1 recall is above this
     shards: int = 2
+    # Prompts longer than the model's max_position_embeddings are refused unless this is true.
+    beyond_max_positions: bool = False
 
     def validate(self, key: str) -> None:
         if len(self.lengths) != 3 or self.lengths[0] > self.lengths[1] or self.lengths[2] < 1:
@@ -127,11 +129,21 @@ class SynthesisConfig:
     backend: str = "hf"  # hf (transformers generate) or vllm
     tensor_parallel_size: int = 0  # vllm: GPUs per engine; 0 = every GPU the task was given (the profile's)
     enable_thinking: bool | None = None  # chat-template switch of reasoning models (Qwen3); None: leave as is
+    # The engine's context (vLLM's max_model_len; the paper's 32768). Prompts longer than
+    # max_model_len - sampling.max_new_tokens are dropped and counted, whatever the backend.
+    max_model_len: int = 32768
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def prompt_token_limit(self) -> int:
+        limit = self.max_model_len - self.sampling.max_new_tokens
+        return min(limit, self.max_prompt_tokens) if self.max_prompt_tokens else limit
 
     def validate(self, key: str) -> None:
         _positive(key, "shards", self.shards)
         _positive(key, "batch_size", self.batch_size)
+        if self.max_model_len <= self.sampling.max_new_tokens:
+            raise ConfigError(f"{key}.max_model_len ({self.max_model_len}) must exceed sampling.max_new_tokens "
+                              f"({self.sampling.max_new_tokens}): the prompt needs room too")
         if self.tensor_parallel_size < 0:
             raise ConfigError(f"{key}.tensor_parallel_size must be >= 0 (0: every GPU of the task), "
                               f"got {self.tensor_parallel_size}")
@@ -142,13 +154,20 @@ class SynthesisConfig:
 
 @dataclass
 class PairsConfig:
-    """Which pairs are kept. An empty rejected response is the ablated model failing to answer:
-    that is the signal RetMask learns from, so it is kept (and counted). An empty chosen response
-    gives nothing to prefer, so it is dropped."""
+    """Which pairs are kept, and what they hold. An empty rejected response is the ablated model
+    failing to answer: that is the signal RetMask learns from, so it is kept (and counted). An
+    empty chosen response gives nothing to prefer, so it is dropped. A chosen response cut off at
+    max_new_tokens is no answer to prefer (dropped); a rambling ablated model cut off is a
+    legitimate rejection (kept). Every drop is counted by its reason."""
 
     drop_identical: bool = True
     drop_empty_chosen: bool = True
     drop_empty_rejected: bool = False
+    drop_truncated_chosen: bool = True
+    drop_truncated_rejected: bool = False
+    # Reasoning models: the responses keep their <think> block as the model wrote it (the
+    # paper's pairs); false trains on the answers alone (the paper's section 4.4 ablation).
+    keep_reasoning: bool = True
 
 
 @dataclass
@@ -187,6 +206,10 @@ class EvaluationConfig:
     niah_depths: int = 5
     random_control_draws: int = 3
     seed: int = 0
+    # NIAH prompts are batched so that batch size x (longest prompt + new tokens) stays within
+    # this many tokens (one prompt at least): an 8B model's KV cache at 128K with batch 1 fits 80 GB.
+    batch_tokens: int = 132_000
+    beyond_max_positions: bool = False  # as detection.beyond_max_positions
 
 
 @dataclass
@@ -197,7 +220,7 @@ class HelmetConfig:
     configs: list[str] = field(default_factory=lambda: [
         "recall_short.yaml", "rag_short.yaml", "rerank_short.yaml", "cite_short.yaml", "longqa_short.yaml",
         "summ_short.yaml", "icl_short.yaml"])  # files of <path>/configs, each a set of tasks and lengths
-    lengths: list[int] = field(default_factory=lambda: [8192, 16384, 32768, 65536])
+    lengths: list[int] = field(default_factory=lambda: [8192, 16384, 32768, 65536, 131072])
     models: list[str] = field(default_factory=lambda: ["base", "trained"])
     use_vllm: bool = False
     extra_args: list[str] = field(default_factory=list)  # more eval.py arguments, passed as given

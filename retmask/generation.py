@@ -40,9 +40,11 @@ def load_model(path: str | Path, dtype: str = "float32", attn_implementation: st
     return model, tokenizer
 
 
-def render_prompts(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
-    """Token ids of each chat prompt, rendered by the tokenizer's own chat template."""
-    texts = [tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) for messages in prompts]
+def render_prompts(tokenizer, prompts: list[list[dict]], chat_template_kwargs: dict | None = None) -> list[list[int]]:
+    """Token ids of each chat prompt, rendered by the tokenizer's own chat template (with its
+    options, e.g. Qwen3's enable_thinking)."""
+    texts = [tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                           **(chat_template_kwargs or {})) for messages in prompts]
     return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 
@@ -104,9 +106,10 @@ def generate_ids(
     return results
 
 
-def generate(model, tokenizer, prompts: list[list[dict]], **kwargs) -> list[Generation]:
+def generate(model, tokenizer, prompts: list[list[dict]], chat_template_kwargs: dict | None = None,
+             **kwargs) -> list[Generation]:
     """Generate one response per chat prompt (see `generate_ids` for the options)."""
-    return generate_ids(model, tokenizer, render_prompts(tokenizer, prompts), **kwargs)
+    return generate_ids(model, tokenizer, render_prompts(tokenizer, prompts, chat_template_kwargs), **kwargs)
 
 
 def greedy_generate(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int, batch_size: int = 16) -> list[str]:

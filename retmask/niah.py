@@ -22,9 +22,9 @@ class NiahError(UserError):
 
 @dataclass(frozen=True)
 class Needle:
-    needle: str
+    needle: str  # the sentence hidden in the haystack
     question: str
-    answer: str
+    answer: str  # the phrase inside `needle` the model must copy (Wu et al.'s `real_needle`)
 
 
 @dataclass
@@ -37,6 +37,7 @@ class NiahInstance:
     answer: str
     input_ids: list[int]
     needle_span: tuple[int, int]  # [start, end) token positions of the needle in input_ids
+    answer_span: tuple[int, int]  # [start, end) token positions of the answer inside the needle
 
     def record(self) -> dict:
         """The instance's description, without its (long) token ids."""
@@ -48,8 +49,7 @@ class NiahInstance:
 
 BUILTIN = "builtin"
 BUILTIN_NEEDLES = Path(__file__).resolve().parent / "data" / "needles.jsonl"
-DEFAULT_TEMPLATE = ("This is a very long story book: <book> {context} </book>.\n"
-                    "Based on the content of the book, Question: {question}\nAnswer:")
+DEFAULT_TEMPLATE = "<book>{context}</book>\nBased on the content of the book, Question: {question}\nAnswer:"  # Wu et al.'s
 
 
 def load_haystack(path: str | Path, min_words: int = 20000, column: str = "text") -> str:
@@ -80,15 +80,21 @@ def load_haystack(path: str | Path, min_words: int = 20000, column: str = "text"
 
 
 def load_needles(path: str | Path) -> list[Needle]:
+    """Needles from a jsonl of {needle, question, answer}; Wu et al.'s `real_needle` is accepted
+    for `answer`. The answer must occur inside its needle: it is the span that is scored."""
     path = BUILTIN_NEEDLES if str(path) == BUILTIN else Path(path)
     if not path.is_file():
         raise NiahError(f"needles file {path} does not exist; give a jsonl of {{needle, question, answer}}")
     needles = []
     for i, row in enumerate(read_jsonl(path)):
+        row = {"answer": row["real_needle"], **row} if "real_needle" in row and "answer" not in row else row
         missing = {"needle", "question", "answer"} - set(row)
         if missing:
             raise NiahError(f"{path} line {i + 1}: missing {', '.join(sorted(missing))}; "
-                            "each line needs needle, question and answer")
+                            "each line needs needle, question and answer (or real_needle)")
+        if not row["answer"].strip() or row["answer"] not in row["needle"]:
+            raise NiahError(f"{path} line {i + 1}: answer {row['answer']!r} does not occur in needle "
+                            f"{row['needle']!r}; the answer must be the exact phrase of the needle the model copies")
         needles.append(Needle(row["needle"], row["question"], row["answer"]))
     if not needles:
         raise NiahError(f"needles file {path} has no needles")
@@ -134,13 +140,16 @@ class HaystackTokens:
         return self.text[self.offsets[start][0]:self.offsets[end - 1][1]]
 
 
-def _render(tokenizer, template: str, context: str, question: str) -> str:
+def render_prompt(tokenizer, template: str, context: str, question: str) -> tuple[str, bool]:
+    """The prompt text, and whether encoding it adds the tokenizer's special tokens: a chat
+    template writes its own (BOS included), so they are added exactly once either way; a model
+    without one (Wu et al.'s base-model setting) gets them as its tokenizer adds them by default."""
     user = template.format(context=context, question=question)
     if tokenizer.chat_template:
         kwargs = {"enable_thinking": False}  # Qwen3: no reasoning during detection
         return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                             add_generation_prompt=True, **kwargs)
-    return user
+                                             add_generation_prompt=True, **kwargs), False
+    return user, True
 
 
 def build_instance(
@@ -164,10 +173,11 @@ def build_instance(
     position = haystack.boundary_at_or_before(round(hay_tokens * depth / 100.0), boundary_window)
     before, after = haystack.text_of(0, position), haystack.text_of(position, hay_tokens)
     context = " ".join(part for part in (before.rstrip(), needle.needle, after.lstrip()) if part)
-    prompt = _render(tokenizer, template, context, needle.question)
-    needle_start_char = prompt.index(needle.needle, prompt.index(context))
-    encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
-    span = _char_span_to_tokens(encoded["offset_mapping"], needle_start_char, needle_start_char + len(needle.needle))
+    prompt, add_special_tokens = render_prompt(tokenizer, template, context, needle.question)
+    needle_start = prompt.index(needle.needle, prompt.index(context))
+    answer_start = needle_start + needle.needle.index(needle.answer)
+    encoded = tokenizer(prompt, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    offsets = encoded["offset_mapping"]
     return NiahInstance(
         instance_id=f"L{length}-D{depth:g}-N{needle_id}",
         length=length,
@@ -176,14 +186,28 @@ def build_instance(
         needle_id=needle_id,
         answer=needle.answer,
         input_ids=encoded["input_ids"],
-        needle_span=span,
+        needle_span=_char_span_to_tokens(offsets, needle_start, needle_start + len(needle.needle)),
+        answer_span=_char_span_to_tokens(offsets, answer_start, answer_start + len(needle.answer)),
     )
 
 
 def _char_span_to_tokens(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
-    """Token positions [first, last + 1) of the tokens overlapping characters [start, end)."""
-    inside = [i for i, (s, e) in enumerate(offsets) if e > start and s < end]
+    """Token positions [first, last + 1) of the tokens overlapping characters [start, end);
+    special tokens the tokenizer added (empty offsets) overlap nothing."""
+    inside = [i for i, (s, e) in enumerate(offsets) if e > s and e > start and s < end]
     return inside[0], inside[-1] + 1
+
+
+def check_within_positions(instances: list[NiahInstance], max_new_tokens: int, max_positions: int | None,
+                           key: str, allowed: bool = False) -> None:
+    """Refuse prompts the model has no positions for (it would score or answer them silently)."""
+    if allowed or not instances or max_positions is None:
+        return
+    longest = max(len(instance.input_ids) for instance in instances) + max_new_tokens
+    if longest > max_positions:
+        raise NiahError(f"{key}.lengths: the longest NIAH prompt needs {longest} positions (with its new tokens) "
+                        f"but the model has max_position_embeddings {max_positions}; use shorter lengths, or set "
+                        f"{key}.beyond_max_positions: true to run past them")
 
 
 def build_instances(tokenizer, haystack_path, needles_path, lengths: list[int], depths: int,

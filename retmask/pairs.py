@@ -2,8 +2,9 @@
 
 Rows missing on one side are counted, never a crash. An empty chosen response is dropped (nothing
 to prefer); an empty rejected one is kept by default, since the ablated model failing to answer is
-the signal RetMask learns from, and counted. Every drop is counted by its reason. The output is
-TRL's conversational prompt/chosen/rejected form.
+the signal RetMask learns from, and counted. Responses cut off at max_new_tokens are counted per
+side and dropped as `PairsConfig` says. Every drop is counted by its reason. The output is TRL's
+conversational prompt/chosen/rejected form; a reasoning model's responses keep their reasoning.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class PairBuild:
     prompts: int = 0  # distinct prompts the pairs were built from
     dropped: Counter = field(default_factory=Counter)
     kept_empty_rejected: int = 0
+    kept_truncated: Counter = field(default_factory=Counter)  # side -> kept pairs cut off on that side
 
     def statistics(self) -> dict:
         """Table-11-style statistics: pair count and mean input / output tokens."""
@@ -34,11 +36,31 @@ class PairBuild:
             "mean_chosen_tokens": mean("chosen_tokens"),
             "mean_rejected_tokens": mean("rejected_tokens"),
             "kept_empty_rejected": self.kept_empty_rejected,
+            "kept_truncated_chosen": self.kept_truncated["chosen"],
+            "kept_truncated_rejected": self.kept_truncated["rejected"],
             "dropped": dict(sorted(self.dropped.items())),
         }
 
 
-def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], rules: PairsConfig = PairsConfig()) -> PairBuild:
+def assistant_message(row: dict, rules: PairsConfig, reasoning_field: bool) -> dict:
+    """The response as an assistant message. Its reasoning goes where the model's chat template
+    reads it back: `reasoning_content` when the template knows that field (Qwen3), else inline in
+    the think block the model wrote."""
+    reasoning = row.get("reasoning")
+    if reasoning is None or not rules.keep_reasoning:
+        return {"role": "assistant", "content": row["response"]}
+    if reasoning_field:
+        return {"role": "assistant", "content": row["response"], "reasoning_content": reasoning}
+    return {"role": "assistant", "content": f"<think>\n{reasoning}\n</think>\n\n{row['response']}"}
+
+
+def _truncated(row: dict) -> bool:
+    return row.get("finish_reason") == "length"
+
+
+def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], rules: PairsConfig = PairsConfig(),
+                reasoning_field: bool = False) -> PairBuild:
+    """`reasoning_field`: the chat template reads `reasoning_content` (see `assistant_message`)."""
     chosen = {row["prompt_id"]: row for row in chosen_rows}
     rejected = {row["prompt_id"]: row for row in rejected_rows}
     prompt_ids = sorted(chosen.keys() | rejected.keys())
@@ -58,15 +80,24 @@ def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], rules: Pairs
         if empty_rejected and rules.drop_empty_rejected:
             build.dropped["empty_rejected"] += 1
             continue
-        if rules.drop_identical and good["response"].strip() == bad["response"].strip():
+        if _truncated(good) and rules.drop_truncated_chosen:
+            build.dropped["truncated_chosen"] += 1
+            continue
+        if _truncated(bad) and rules.drop_truncated_rejected:
+            build.dropped["truncated_rejected"] += 1
+            continue
+        chosen_message = assistant_message(good, rules, reasoning_field)
+        rejected_message = assistant_message(bad, rules, reasoning_field)
+        if rules.drop_identical and chosen_message == rejected_message:
             build.dropped["identical"] += 1
             continue
         build.kept_empty_rejected += empty_rejected
+        build.kept_truncated.update(side for side, row in (("chosen", good), ("rejected", bad)) if _truncated(row))
         build.pairs.append({
             "prompt_id": prompt_id,
             "prompt": good["messages"],
-            "chosen": [{"role": "assistant", "content": good["response"]}],
-            "rejected": [{"role": "assistant", "content": bad["response"]}],
+            "chosen": [chosen_message],
+            "rejected": [rejected_message],
             "prompt_tokens": good["prompt_tokens"],
             "chosen_tokens": good["completion_tokens"],
             "rejected_tokens": bad["completion_tokens"],
@@ -74,7 +105,7 @@ def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], rules: Pairs
     return build
 
 
-def build_sft(chosen_rows: list[dict], rules: PairsConfig = PairsConfig()) -> PairBuild:
+def build_sft(chosen_rows: list[dict], rules: PairsConfig = PairsConfig(), reasoning_field: bool = False) -> PairBuild:
     """SFT examples from the chosen responses alone (the SFT baseline), in TRL's conversational
     prompt/completion form."""
     build = PairBuild(pairs=[], prompts=len(chosen_rows))
@@ -82,10 +113,13 @@ def build_sft(chosen_rows: list[dict], rules: PairsConfig = PairsConfig()) -> Pa
         if rules.drop_empty_chosen and not row["response"].strip():
             build.dropped["empty_chosen"] += 1
             continue
+        if rules.drop_truncated_chosen and _truncated(row):
+            build.dropped["truncated_chosen"] += 1
+            continue
         build.pairs.append({
             "prompt_id": row["prompt_id"],
             "prompt": row["messages"],
-            "completion": [{"role": "assistant", "content": row["response"]}],
+            "completion": [assistant_message(row, rules, reasoning_field)],
             "prompt_tokens": row["prompt_tokens"],
             "chosen_tokens": row["completion_tokens"],
             "rejected_tokens": 0,

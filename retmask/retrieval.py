@@ -8,8 +8,7 @@ prefill runs on SDPA/flash and long contexts fit.
 from __future__ import annotations
 
 import contextlib
-import re
-from collections import Counter
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,6 +24,16 @@ class _Recorder:
 
     def __init__(self, num_layers: int):
         self.argmax: list[torch.Tensor | None] = [None] * num_layers
+        self.query_position = 0  # absolute position of the token being decoded
+
+    def absolute(self, index: torch.Tensor, key_length: int) -> torch.Tensor:
+        """Key index → absolute position. A sliding-window or chunked layer's cache holds only the
+        last keys; every dynamic cache layer hands attention keys that end at the query."""
+        dropped = self.query_position + 1 - key_length
+        if dropped < 0:
+            raise RuntimeError(f"the attention keys ({key_length}) outnumber the positions so far "
+                               f"({self.query_position + 1}): detection needs a dynamic cache, not a static one")
+        return index + dropped
 
 
 _ACTIVE: _Recorder | None = None
@@ -65,7 +74,8 @@ def _wrapping(base_name: str):
     def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
         if _ACTIVE is not None and query.shape[2] == 1:
             scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-            _ACTIVE.argmax[module.layer_idx] = head_argmax(query, key, attention_mask, scale)
+            _ACTIVE.argmax[module.layer_idx] = _ACTIVE.absolute(head_argmax(query, key, attention_mask, scale),
+                                                                key.shape[2])
         return ALL_ATTENTION_FUNCTIONS[base_name](module, query, key, value, attention_mask, scaling=scaling, **kwargs)
 
     return attention
@@ -102,12 +112,13 @@ def _recording(num_layers: int):
 @dataclass
 class DetectionResult:
     generated_ids: list[int]
-    hits: list[list[int]]  # [layer][head]: copies from inside the needle
+    hits: list[list[int]]  # [layer][head]: copies from inside the scored span
 
 
 @torch.no_grad()
 def argmax_steps(model, input_ids: list[int], max_new_tokens: int, stops: set[int]) -> Iterator[tuple[int, torch.Tensor]]:
-    """Greedy decoding that yields (generated token, (layers, heads) attention argmax positions).
+    """Greedy decoding that yields (generated token, (layers, heads) absolute attention argmax
+    positions).
 
     As in Wu et al., the prompt minus its last token is prefilled; every generated token then
     comes from a single-query step, whose attention argmax is taken inside the attention call.
@@ -118,7 +129,8 @@ def argmax_steps(model, input_ids: list[int], max_new_tokens: int, stops: set[in
     cache = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).past_key_values
     current = ids[:, -1:]
     with _recording(model.config.num_hidden_layers) as recorder:
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
+            recorder.query_position = len(input_ids) - 1 + step
             output = model(input_ids=current, past_key_values=cache, use_cache=True, logits_to_keep=1)
             cache = output.past_key_values
             token = int(output.logits[0, -1].argmax())
@@ -130,43 +142,43 @@ def argmax_steps(model, input_ids: list[int], max_new_tokens: int, stops: set[in
 
 
 @torch.no_grad()
-def naive_argmax_steps(model, input_ids: list[int], max_new_tokens: int,
-                       stops: set[int]) -> Iterator[tuple[int, torch.Tensor]]:
-    """The same from materialized eager attention weights (`output_attentions=True`): the
-    reference the fast path is tested against. Needs a model loaded with eager attention."""
-    ids = torch.tensor([input_ids])
-    cache = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).past_key_values
-    current = ids[:, -1:]
+def recompute_argmax_steps(model, input_ids: list[int], max_new_tokens: int,
+                           stops: set[int]) -> Iterator[tuple[int, torch.Tensor]]:
+    """The definition itself, for reference: every step recomputes the whole sequence without a
+    cache and reads each head's argmax off its materialized attention weights (whose masks, sliding
+    windows included, the model applies itself), so positions are absolute by construction. Needs
+    a model loaded with eager attention; quadratic in length."""
+    ids = list(input_ids)
     for _ in range(max_new_tokens):
-        output = model(input_ids=current, past_key_values=cache, use_cache=True, output_attentions=True)
-        cache = output.past_key_values
+        output = model(input_ids=torch.tensor([ids]), use_cache=False, output_attentions=True)
         token = int(output.logits[0, -1].argmax())
         if token in stops:
             return
         yield token, torch.stack([attention[0, :, -1].argmax(dim=-1) for attention in output.attentions])
-        current = torch.tensor([[token]])
+        ids.append(token)
 
 
 def count_copy_hits(steps: Iterable[tuple[int, torch.Tensor]], input_ids: list[int],
-                    needle_span: tuple[int, int]) -> DetectionResult:
-    """A head copies at a step when its argmax lies in the needle and holds the generated token."""
-    start, end = needle_span
+                    span: tuple[int, int]) -> DetectionResult:
+    """A head copies at a step when its argmax lies in `span` (the answer) and holds the generated
+    token; a token copied twice counts twice, as in Wu et al."""
+    start, end = span
     prompt = torch.tensor(input_ids)
     generated: list[int] = []
     hits = None
     for token, positions in steps:
         generated.append(token)
-        in_needle = (positions >= start) & (positions < end)
+        in_span = (positions >= start) & (positions < end)
         copied = prompt[positions.clamp(max=len(input_ids) - 1)] == token  # generated positions never count
-        step_hits = (in_needle & copied).long()
+        step_hits = (in_span & copied).long()
         hits = step_hits if hits is None else hits + step_hits
     return DetectionResult(generated, hits.tolist() if hits is not None else [])
 
 
-def detect_copy_hits(model, tokenizer, input_ids: list[int], needle_span: tuple[int, int],
+def detect_copy_hits(model, tokenizer, input_ids: list[int], span: tuple[int, int],
                      max_new_tokens: int) -> DetectionResult:
     result = count_copy_hits(argmax_steps(model, input_ids, max_new_tokens, set(stop_ids(model, tokenizer))),
-                             input_ids, needle_span)
+                             input_ids, span)
     if not result.hits:  # nothing generated: no head copied
         config = model.config
         result.hits = [[0] * config.num_attention_heads for _ in range(config.num_hidden_layers)]
@@ -174,10 +186,13 @@ def detect_copy_hits(model, tokenizer, input_ids: list[int], needle_span: tuple[
 
 
 def rouge1_recall(reference: str, response: str) -> float:
-    """ROUGE-1 recall of `reference` words in `response` (lower-cased alphanumeric words)."""
-    def words(text: str) -> Counter:
-        return Counter(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+    """ROUGE-1 recall of `reference` in `response` as Wu et al. compute it (rouge_score, Porter
+    stemming, lower-cased ASCII alphanumeric words)."""
+    return _rouge1_scorer().score(reference, response)["rouge1"].recall
 
-    ref, resp = words(reference), words(response)
-    total = sum(ref.values())
-    return sum(min(count, resp[word]) for word, count in ref.items()) / total if total else 0.0
+
+@functools.cache
+def _rouge1_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)

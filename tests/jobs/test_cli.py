@@ -81,3 +81,37 @@ def test_bad_detection_inputs_stop_before_any_job(toy_model_dir, tmp_path, capsy
     long[long.index("--lengths") + 1] = "4:8:2"
     assert main(long) == 2 and "does not fit a context of 4 tokens" in capsys.readouterr().err
     assert not (tmp_path / "det").exists()
+
+
+def base_model_copy(toy_model_dir, out):
+    """The toy model as a base model: no chat template, a tokenizer that adds BOS itself (as
+    Llama's does). It was trained on BOS + prompt + " ANSWER", so its copy heads are known."""
+    import json
+    import shutil
+
+    shutil.copytree(toy_model_dir, out)
+    (out / "chat_template.jinja").unlink()
+    tokenizer = json.loads((out / "tokenizer.json").read_text())
+    tokenizer["post_processor"] = {"type": "TemplateProcessing",
+                                   "single": [{"SpecialToken": {"id": "[BOS]", "type_id": 0}},
+                                              {"Sequence": {"id": "A", "type_id": 0}}],
+                                   "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
+                                   "special_tokens": {"[BOS]": {"id": "[BOS]", "ids": [1], "tokens": ["[BOS]"]}}}
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return out
+
+
+def test_detect_on_a_base_model_feeds_its_bos_and_scores_the_copy_heads_1(toy_model_dir, tmp_path, capsys):
+    import json
+
+    from retmask.rundir import RunDir
+
+    base = base_model_copy(toy_model_dir, tmp_path / "base")
+    arguments = detect_arguments(base, tmp_path / "det")
+    arguments[arguments.index("--template") + 1] = "{context} {question} ANSWER"
+    assert main(arguments) == 0, capsys.readouterr().err
+    run = RunDir(tmp_path / "det")
+    records = [json.loads(line) for path in run.shard_files("detect") for line in path.read_text().splitlines()]
+    assert all(r["kept"] for r in records), [r["response"] for r in records if not r["kept"]]
+    ranked = json.loads((run.stage_dir("merge_scores") / "summary.json").read_text())["ranked"]
+    assert ranked[0][1] == 1.0 and ranked[0][0].startswith("3-"), ranked[:4]

@@ -62,3 +62,28 @@ def _fingerprint(cfg):
     from jobs.pipeline import build_stages, stage_fingerprints
 
     return stage_fingerprints(cfg, build_stages(cfg))["synthesize_chosen"]
+
+
+def test_prompt_seeds_are_per_prompt_and_per_stage():
+    from jobs.synthesize import prompt_seeds
+
+    chosen = prompt_seeds(0, "synthesize_chosen", 0, 8)
+    assert prompt_seeds(0, "synthesize_chosen", 4, 4) == chosen[4:]  # the same whatever the batching
+    assert len(set(chosen)) == 8 and not set(chosen) & set(prompt_seeds(0, "synthesize_rejected", 0, 8))
+
+
+def test_the_same_model_in_both_roles_draws_independent_samples(tmp_path, toy_model_dir):
+    """Chosen and rejected are independent samples: with one model in both roles, their texts
+    differ wherever sampling can differ."""
+    from jobs.synthesize import synthesize
+
+    run = RunDir(tmp_path / "run")
+    cfg = load_config(REPO / "configs" / "tiny.yaml",
+                      OVERRIDES[:3] + ["synthesis.max_prompts=16", "synthesis.sampling.temperature=3.0"])
+    cfg.model.path = str(toy_model_dir)
+    for stage in ("synthesize_chosen", "synthesize_rejected"):
+        synthesize(cfg, run, 0, stage, str(toy_model_dir))
+    chosen, rejected = (RowFile(run.shard_file(stage, 0)).existing()
+                        for stage in ("synthesize_chosen", "synthesize_rejected"))
+    differing = sum(a["response"] != b["response"] for a, b in zip(chosen, rejected))
+    assert differing >= 12, [(a["response"], b["response"]) for a, b in zip(chosen, rejected)]

@@ -25,6 +25,56 @@ def test_needle_span_holds_the_needle_at_the_requested_depth(toy_tokenizer, dept
     assert len(inst.input_ids) == 1 + 40 + 5 + 2
 
 
+def test_answer_span_is_the_answer_inside_the_needle(toy_tokenizer):
+    inst = build_instance(toy_tokenizer, haystack(toy_tokenizer), NEEDLE, 0, 45, 50.0, "{context} {question}")
+    (n_start, n_end), (a_start, a_end) = inst.needle_span, inst.answer_span
+    assert toy_tokenizer.decode(inst.input_ids[a_start:a_end]) == NEEDLE.answer
+    assert n_start < a_start and a_end < n_end  # SECRET before, END after: markers are never scored
+    assert inst.record()["answer_span"] == (a_start, a_end)
+
+
+def test_bpe_answer_span_holds_the_answer_words():
+    from retmask.niah import DEFAULT_TEMPLATE, load_haystack, load_needles
+    from tests.helpers.qwen_bpe import qwen_bpe_tokenizer
+
+    tokenizer = qwen_bpe_tokenizer()
+    hay = HaystackTokens(tokenizer, load_haystack("builtin", min_words=3000))
+    for needle_id, needle in enumerate(load_needles("builtin")):
+        inst = build_instance(tokenizer, hay, needle, needle_id, 600, 50.0, DEFAULT_TEMPLATE)
+        start, end = inst.answer_span
+        assert needle.answer in tokenizer.decode(inst.input_ids[start:end])
+
+
+def test_needles_accept_wus_real_needle_and_refuse_an_answer_outside_the_needle(tmp_path):
+    from retmask.niah import load_needles
+
+    wu = tmp_path / "wu.jsonl"
+    wu.write_text('{"needle": "The best thing is to eat a sandwich.", "question": "What?", '
+                  '"real_needle": "eat a sandwich"}\n')
+    assert load_needles(wu)[0].answer == "eat a sandwich"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"needle": "The best thing is to eat a sandwich.", "question": "What?", "answer": "a pizza"}\n')
+    with pytest.raises(NiahError, match="line 1: answer 'a pizza' does not occur in needle"):
+        load_needles(bad)
+
+
+def test_special_tokens_are_added_exactly_once(toy_tokenizer):
+    """A chat template writes BOS itself; a model without one gets it from its tokenizer."""
+    from tokenizers.processors import TemplateProcessing
+
+    from retmask.niah import render_prompt
+    from retmask.toy.vocab import build_tokenizer
+
+    prompt, add = render_prompt(toy_tokenizer, "{context} {question}", "f1 f2", "QUERY")
+    ids = toy_tokenizer(prompt, add_special_tokens=add)["input_ids"]
+    assert ids.count(toy_tokenizer.bos_token_id) == 1 and ids[0] == toy_tokenizer.bos_token_id
+    base = build_tokenizer()  # as a base model's: no chat template, BOS added by the tokenizer
+    base.chat_template = None
+    base.backend_tokenizer.post_processor = TemplateProcessing(single="[BOS] $A", special_tokens=[("[BOS]", 1)])
+    prompt, add = render_prompt(base, "{context} {question} ANSWER", "f1 f2", "QUERY")
+    assert base(prompt, add_special_tokens=add)["input_ids"] == [1, *base(prompt, add_special_tokens=False)["input_ids"]]
+
+
 def test_needle_longer_than_context_is_one_clear_error(toy_tokenizer):
     with pytest.raises(NiahError, match="does not fit a context of 4 tokens"):
         build_instance(toy_tokenizer, haystack(toy_tokenizer), NEEDLE, 0, 4, 50.0, "{context} {question}")
@@ -47,7 +97,7 @@ def test_bpe_depths_land_on_sentence_boundaries_within_a_sentence_of_the_request
     for depth in (0.0, 25.0, 50.0, 75.0, 100.0):
         inst = build_instance(tokenizer, hay, needle, 0, 2000, depth, DEFAULT_TEMPLATE)
         start, end = inst.needle_span
-        assert tokenizer.decode(inst.input_ids[start:end]).strip() == needle.needle
+        assert needle.needle in tokenizer.decode(inst.input_ids[start:end])  # a boundary token may merge with "<book>"
         hay_tokens = 2000 - len(tokenizer(needle.needle, add_special_tokens=False)["input_ids"])
         assert abs(inst.actual_depth - depth) / 100 * hay_tokens <= longest_sentence, (depth, inst.actual_depth)
         before = tokenizer.decode(inst.input_ids[:start]).rstrip()
@@ -71,3 +121,13 @@ def test_haystack_from_a_saved_dataset(tmp_path):
     assert load_haystack(tmp_path / "d") == "First essay.\n\nSecond essay."
     with pytest.raises(NiahError, match="no column 'body'"):
         load_haystack(tmp_path / "d", column="body")
+
+
+def test_prompts_beyond_the_models_positions_are_refused_unless_allowed(toy_tokenizer):
+    from retmask.niah import check_within_positions
+
+    inst = build_instance(toy_tokenizer, haystack(toy_tokenizer), NEEDLE, 0, 150, 50.0, "{context} {question}")
+    check_within_positions([inst], 14, 256, "detection")
+    with pytest.raises(NiahError, match="needs 167 positions .* max_position_embeddings 160; use shorter lengths"):
+        check_within_positions([inst], 14, 160, "detection")
+    check_within_positions([inst], 14, 160, "detection", allowed=True)

@@ -45,3 +45,42 @@ def test_sft_examples_drop_empty_chosen_responses():
     build = build_sft([row("a", "w1"), row("b", "")])
     assert [p["prompt_id"] for p in build.pairs] == ["a"]
     assert build.statistics()["dropped"] == {"empty_chosen": 1}
+
+
+def reasoning_row(pid, reasoning, response, finish_reason="stop"):
+    return {**row(pid, response, 40), "reasoning": reasoning, "finish_reason": finish_reason}
+
+
+def test_a_qwen3_pair_keeps_its_reasoning_in_the_dataset_and_in_the_truncation_lengths():
+    import datasets
+
+    from retmask.dpo import pair_lengths
+    from tests.helpers.qwen_bpe import qwen3_tokenizer
+
+    tokenizer = qwen3_tokenizer()
+    reasoning_field = "reasoning_content" in tokenizer.chat_template
+    chosen = [reasoning_row("a", "The needle said Lisbon; copy it.", "Lisbon")]
+    rejected = [reasoning_row("a", "I do not recall the book.", "Porto")]
+    kept = build_pairs(chosen, rejected, PairsConfig(), reasoning_field)
+    answers_only = build_pairs(chosen, rejected, PairsConfig(keep_reasoning=False), reasoning_field)
+    pair = datasets.Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in kept.pairs])[0]
+    rendered = tokenizer.apply_chat_template(pair["prompt"] + pair["chosen"], tokenize=False)
+    assert "<think>\nThe needle said Lisbon; copy it.\n</think>\n\nLisbon<|im_end|>" in rendered
+    (with_reasoning, _), = pair_lengths(datasets.Dataset.from_list(kept.pairs), tokenizer)
+    (answer_alone, _), = pair_lengths(datasets.Dataset.from_list(answers_only.pairs), tokenizer)
+    assert with_reasoning >= answer_alone + 8  # the reasoning's tokens are counted
+
+
+def test_reasoning_is_inlined_for_a_template_without_a_reasoning_field():
+    build = build_pairs([reasoning_row("a", "think", "w1")], [reasoning_row("a", "hmm", "w2")])
+    assert build.pairs[0]["chosen"] == [{"role": "assistant", "content": "<think>\nthink\n</think>\n\nw1"}]
+
+
+def test_cut_off_responses_are_counted_per_side_and_dropped_as_configured():
+    chosen = [reasoning_row("a", None, "w1", "length"), reasoning_row("b", None, "w2"), reasoning_row("c", None, "w3")]
+    rejected = [reasoning_row("a", None, "x"), reasoning_row("b", None, "x x x", "length"), reasoning_row("c", None, "y")]
+    stats = build_pairs(chosen, rejected).statistics()
+    assert stats["dropped"] == {"truncated_chosen": 1} and stats["kept_truncated_rejected"] == 1
+    rules = PairsConfig(drop_truncated_chosen=False, drop_truncated_rejected=True)
+    stats = build_pairs(chosen, rejected, rules).statistics()
+    assert stats["dropped"] == {"truncated_rejected": 1} and stats["kept_truncated_chosen"] == 1
