@@ -100,8 +100,20 @@ def _pairs_section(run: RunDir) -> list[str]:
                [[stats["pairs"], stats["mean_input_tokens"], stats["mean_chosen_tokens"],
                  stats["mean_rejected_tokens"]]]),
         "",
-        "Dropped: " + (", ".join(f"{k} {v}" for k, v in dropped.items()) if dropped else "none"),
+        "Dropped: " + (", ".join(f"{k} {v}" for k, v in dropped.items()) if dropped else "none")
+        + f". Kept though cut off at max_new_tokens: chosen {stats.get('kept_truncated_chosen', 0)}, "
+          f"rejected {stats.get('kept_truncated_rejected', 0)}." + _prompt_filter_line(run),
     ]
+
+
+def _prompt_filter_line(run: RunDir) -> str:
+    path = run.stage_dir("synthesize_chosen") / "prompt_filter.json"
+    if not path.is_file():
+        return ""
+    filtered = read_json(path)
+    dropped = ", ".join(f"{k} {v}" for k, v in filtered["dropped"].items()) or "none"
+    return (f" Prompts before synthesis: {filtered['prompts']} kept (prompt limit {filtered['token_limit']} "
+            f"tokens); dropped: {dropped}.")
 
 
 def _training_section(run: RunDir, out: Path) -> list[str]:

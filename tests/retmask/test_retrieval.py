@@ -3,6 +3,8 @@ head for head, step for step; scores equal Wu et al.'s rule written again from i
 import pytest
 import torch
 from transformers import (
+    Llama4ForCausalLM,
+    Llama4TextConfig,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -42,6 +44,10 @@ def random_model(kind: str, attn: str):
         model = MistralForCausalLM(MistralConfig(**common, sliding_window=WINDOW))
     elif kind == "olmo3":  # three sliding layers, then a full one, as Olmo-3 does
         model = Olmo3ForCausalLM(Olmo3Config(**{**common, "num_hidden_layers": 4}, sliding_window=WINDOW))
+    elif kind == "llama4-chunked":  # a chunked-attention layer, then a full one, as Llama 4 does
+        model = Llama4ForCausalLM(Llama4TextConfig(**{**common, "head_dim": 8}, intermediate_size_mlp=128,
+                                                   attention_chunk_size=WINDOW, num_local_experts=1,
+                                                   interleave_moe_layer_step=1, moe_layers=[], no_rope_layers=[1, 0]))
     else:
         raise ValueError(kind)
     model.config._attn_implementation = attn
@@ -55,7 +61,7 @@ def traces(fast_model, eager_model, ids, steps=8):
     return fast, reference
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen2-sliding", "mistral-sliding", "olmo3"])
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen2-sliding", "mistral-sliding", "olmo3", "llama4-chunked"])
 def test_fast_argmax_equals_a_full_recompute_in_absolute_positions(kind):
     eager = random_model(kind, "eager")
     fast = random_model(kind, "sdpa")
@@ -71,6 +77,9 @@ def test_fast_argmax_equals_a_full_recompute_in_absolute_positions(kind):
             if getattr(eager.config, "layer_types", None) else range(eager.config.num_hidden_layers)
         for _, positions in fast_trace:
             assert (positions[list(sliding)] > len(ids) - 1 - WINDOW).all()
+    if kind == "llama4-chunked":  # the chunk's first position bounds what its layer can attend
+        for step, (_, positions) in enumerate(fast_trace):
+            assert (positions[0] >= (len(ids) - 1 + step) // WINDOW * WINDOW).all()
 
 
 def test_chunked_argmax_equals_unchunked():

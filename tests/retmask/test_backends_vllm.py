@@ -1,0 +1,44 @@
+"""The vLLM backend run for real: vLLM's CPU build in its own environment (tests/helpers/vllm_env.py)
+runs tests/helpers/vllm_checks.py on the shipped toy model."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+COPY_HEADS = "3-0,3-1,3-4,3-5,3-6,3-7"  # the default toy's retrieval heads (detection with tau 0.5)
+
+
+@pytest.fixture(scope="module")
+def findings(toy_model_dir, tmp_path_factory):
+    from tests.helpers.vllm_env import vllm_python
+
+    python = vllm_python()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
+           "VLLM_ENFORCE_EAGER": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run([str(python), str(REPO / "tests/helpers/vllm_checks.py"), str(toy_model_dir),
+                             str(tmp_path_factory.mktemp("vllm")), COPY_HEADS],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_synthesis_shard_runs_through_vllm_and_resumes_to_the_same_rows(findings):
+    assert findings["rows"] == 24 and findings["distinct_responses"] > 1
+    assert findings["resumed_equals_whole"]
+
+
+def test_the_engine_context_is_synthesis_max_model_len(findings):
+    assert findings["max_model_len"] == 256
+
+
+def stripped(texts):  # vLLM's incremental detokenizer keeps the word-level toy tokenizer's leading space
+    return [text.strip() for text in texts]
+
+
+def test_vllm_loads_the_masked_checkpoint_as_the_hf_model_masked_in_memory(findings):
+    assert stripped(findings["vllm_base"]) == stripped(findings["hf_base"])
+    assert stripped(findings["vllm_masked"]) == stripped(findings["hf_masked"])
+    assert stripped(findings["vllm_masked"]) != stripped(findings["vllm_base"])  # the mask reached the engine
