@@ -1,8 +1,8 @@
 """The vLLM synthesis backend, run for real on the toy model with vLLM's CPU build.
 
 Runs inside its own environment (vLLM's CPU build pins an older transformers than the project's;
-see tests/helpers/vllm_env.py) and prints one JSON object of findings, which
-tests/retmask/test_backends_vllm.py asserts on:
+see tests/helpers/vllm_env.py) and writes its findings to <work>/findings.json (vLLM logs to
+stdout), which tests/retmask/test_backends_vllm.py asserts on:
 - a synthesis shard through `jobs.synthesize` with `synthesis.backend: vllm`;
 - a shard cut after its first batch and resumed ends with the uninterrupted rows (per-prompt seeds);
 - the engine's context is `synthesis.max_model_len`;
@@ -63,7 +63,7 @@ def main(toy_dir: str, work: str, heads: str) -> None:
     hf_masked = greedy_generate(model, tokenizer, prompts, max_new_tokens=14)
 
     whole_rows = shard_rows(whole)
-    print(json.dumps({
+    (work_dir / "findings.json").write_text(json.dumps({
         "rows": len(whole_rows),
         "distinct_responses": len({row["response"] for row in whole_rows}),
         "resumed_equals_whole": shard_rows(cut) == whole_rows,

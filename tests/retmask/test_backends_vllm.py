@@ -15,14 +15,14 @@ COPY_HEADS = "3-0,3-1,3-4,3-5,3-6,3-7"  # the default toy's retrieval heads (det
 def findings(toy_model_dir, tmp_path_factory):
     from tests.helpers.vllm_env import vllm_python
 
-    python = vllm_python()
+    python, work = vllm_python(), tmp_path_factory.mktemp("vllm")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
            "VLLM_ENFORCE_EAGER": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run([str(python), str(REPO / "tests/helpers/vllm_checks.py"), str(toy_model_dir),
-                             str(tmp_path_factory.mktemp("vllm")), COPY_HEADS],
+                             str(work), COPY_HEADS],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-5000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads((work / "findings.json").read_text())
 
 
 def test_a_synthesis_shard_runs_through_vllm_and_resumes_to_the_same_rows(findings):

@@ -87,3 +87,14 @@ def test_a_detection_only_experiment_needs_no_prompts(tmp_path):
     with pytest.raises(ConfigError, match="synthesis.prompts: missing"):
         resolve(experiment(), REPO)
     assert resolve(experiment(), REPO, detection_only=True).synthesis.prompts == ""
+
+
+def test_prompts_leave_room_for_the_response_within_max_model_len():
+    from retmask.config import SynthesisConfig
+
+    synthesis = SynthesisConfig()
+    assert synthesis.prompt_token_limit() == 32768 - 2048  # the paper's context and response budget
+    synthesis.max_prompt_tokens = 1000
+    assert synthesis.prompt_token_limit() == 1000
+    with pytest.raises(ConfigError, match="synthesis.max_model_len .* must exceed sampling.max_new_tokens"):
+        load_config(REPO / "configs" / "tiny.yaml", ["synthesis.max_model_len=10"])
