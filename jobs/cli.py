@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from retmask.config import ConfigError, ExperimentConfig, load_config, save_config
+from jobs.runner import record_config
+from retmask.config import ConfigError, ExperimentConfig, load_config
 from retmask.errors import UserError
 from retmask.niah import DEFAULT_TEMPLATE
 
@@ -34,20 +35,6 @@ def cmd_toy_model(args) -> int:
     return 0
 
 
-def _record_config(cfg):
-    """Write the resolved config into the run directory, keeping a different earlier one."""
-    from retmask.rundir import RunDir
-
-    run = RunDir(cfg.run_dir)
-    previous = run.config_path.read_text() if run.config_path.is_file() else None
-    save_config(cfg, run.config_path)
-    if previous is not None and previous != run.config_path.read_text():
-        history = run.root / "superseded" / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
-        history.parent.mkdir(parents=True, exist_ok=True)
-        history.write_text(previous)
-    return run
-
-
 def cmd_run(args) -> int:
     cfg = load_config(args.config, args.set or [])
     if args.run_dir:
@@ -63,7 +50,7 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
 
     profile = load_profile(cfg.execution.cluster)  # every check passes before anything is written
     _check_detection_inputs(cfg)
-    run = _record_config(cfg)
+    run = record_config(cfg)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so running shards are cancelled too
     started = time.perf_counter()
     print(f"run directory: {run.root}")
@@ -120,7 +107,7 @@ def _submit(cfg, args, until: str | None) -> int:
         print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=until))
         return 0
     check_against_scheduler(profile)  # before anything is written
-    run = _record_config(cfg)
+    run = record_config(cfg)
     control.submit(cfg, run, profile, force=args.force, until=until)
     print(f"queued; follow with: retmask status {run.root}")
     return 0
@@ -181,6 +168,28 @@ def cmd_report(args) -> int:
 
     index = write_comparison([Path(p) for p in args.runs], Path(args.out), latex=args.latex)
     print(f"comparison of {len(args.runs)} run(s) written: {index}")
+    return 0
+
+
+def cmd_study(args) -> int:
+    from analysis.study import summary_lines
+    from jobs.study import run_study
+    from retmask.config import load_study
+
+    study, experiment, base = load_study(args.config, args.set or [])
+    study_dir = Path(args.dir or Path("runs") / (experiment.get("name") or Path(args.config).stem)).absolute()
+    if args.development:
+        study_dir = study_dir / "development"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.perf_counter()
+    print(f"study directory: {study_dir}", flush=True)
+    report, failed = run_study(study, experiment, base, study_dir, development=args.development,
+                               log=lambda line: print(line, flush=True))
+    print("\n".join(summary_lines(study_dir)))
+    print(f"study finished in {time.perf_counter() - started:.1f}s; report: {report}")
+    if failed:
+        return _fail(f"{len(failed)} run(s) failed; rerun the same command to resume them:\n" +
+                     "\n".join(f"  {error}" for error in failed.values()))
     return 0
 
 
@@ -272,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-parallel", type=int, default=0, help="processes at once (default: the profile's)")
     run.add_argument("--until", metavar="STAGE", help="run only this stage and the stages it depends on")
     run.set_defaults(func=cmd_run)
+
+    study = sub.add_parser("study", help="run a strategy x seed grid here, sharing what they have in common, and "
+                           "report the paper's claims with intervals and verdicts")
+    study.add_argument("config", help="an experiment config with a `study` section (e.g. configs/toy-study.yaml)")
+    study.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key (study.* too)")
+    study.add_argument("--dir", help="study directory (default: runs/<name>)")
+    study.add_argument("--development", action="store_true",
+                       help="run the development seeds (where hyper-parameters are chosen) instead of the report's")
+    study.set_defaults(func=cmd_study)
 
     submit = sub.add_parser("submit", help="submit every stage to SLURM (arrays + afterok dependencies)")
     submit.add_argument("config")

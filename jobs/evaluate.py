@@ -1,5 +1,10 @@
-"""Stage: NIAH recall of the base, ablated, random-control and trained models, and the
-retrieval scores of the trained model on the detection instances (before vs after DPO)."""
+"""Stages: NIAH of the untrained models, and of the trained one.
+
+`evaluate_base` scores the base model, the model with its retrieval heads ablated, and control
+masks of the same size (heads drawn outside the retrieval set, and heads drawn from all): it
+depends on neither the strategy nor the training, so every run of a study shares it.
+`evaluate` adds the trained model's NIAH and its retrieval scores on the detection instances
+(before vs after DPO)."""
 from __future__ import annotations
 
 from jobs.detect import detection_instances, max_positions
@@ -8,6 +13,9 @@ from retmask.config import ExperimentConfig
 from retmask.io import read_json, write_json
 from retmask.rows import read_shards
 from retmask.rundir import RunDir
+
+# Control masks by selection rule: the entry names in niah.json and the rule that draws them.
+CONTROL_NAMES = {"non_retrieval": "random_control", "random": "random_any_control"}
 
 
 def _niah_summary(name: str, records: list[dict], heads: list[str]) -> dict:
@@ -35,41 +43,66 @@ def retrieval_change(before: dict[str, float], after: dict[str, float], masked: 
     }
 
 
-def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+def _niah_instances(cfg: ExperimentConfig):
     from transformers import AutoTokenizer
 
-    from retmask.detection import detect_instances, merge_records
-    from retmask.generation import load_model
-    from retmask.heads import mean_scores, select_heads
-    from retmask.masking import heads_from_names, mask_heads_in_memory
     from retmask.niah import build_instances, check_within_positions
 
     e, d = cfg.evaluation, cfg.detection
-    heads = read_json(run.stage_dir("select_heads") / "heads.json")
-    # Without a mask (smaller-model, sft) the retrieval heads are the group to watch.
-    masked = heads["heads"] or heads["retrieval_heads"]
-    before = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
     instances = build_instances(tokenizer, d.haystack, d.needles, e.niah_lengths, e.niah_depths, d.template)
     check_within_positions(instances, d.max_new_tokens, max_positions(cfg.model.path), "evaluation",
                            e.beyond_max_positions)
+    return instances
 
-    def evaluate(name: str, path: str, heads: list[str]) -> dict:
-        from retmask.evaluation import niah_records
 
-        model, tok = load_model(path, cfg.model.dtype)
-        mask_heads_in_memory(model, heads_from_names(heads))
-        return _niah_summary(name, niah_records(model, tok, instances, d.max_new_tokens, e.batch_tokens), heads)
+def _evaluate_niah(cfg: ExperimentConfig, instances, name: str, path: str, heads: list[str]) -> dict:
+    from retmask.evaluation import niah_records
+    from retmask.generation import load_model
+    from retmask.masking import heads_from_names, mask_heads_in_memory
 
-    niah = [evaluate("base", cfg.model.path, []), evaluate("ablated", cfg.model.path, masked)]
-    for draw in range(e.random_control_draws):
-        control = select_heads(before, "non_retrieval", cfg.selection.tau, count=len(masked), seed=e.seed + draw,
-                               retrieval=heads["retrieval_heads"])
-        niah.append(evaluate(f"random_control_{draw}", cfg.model.path, control.heads))
-    niah.append(evaluate("trained", str(trained_model_dir(run)), []))
+    model, tokenizer = load_model(path, cfg.model.dtype)
+    mask_heads_in_memory(model, heads_from_names(heads))
+    records = niah_records(model, tokenizer, instances, cfg.detection.max_new_tokens, cfg.evaluation.batch_tokens)
+    return _niah_summary(name, records, heads)
+
+
+def base_niah_path(run: RunDir):
+    return run.stage_dir("evaluate_base") / "niah.json"
+
+
+def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    from retmask.heads import mean_scores, select_heads
+
+    e, s = cfg.evaluation, cfg.selection
+    scores = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
+    retrieval = select_heads(scores, s.rule, s.tau, s.top_k, s.count, s.seed)
+    instances = _niah_instances(cfg)
+    niah = [_evaluate_niah(cfg, instances, "base", cfg.model.path, []),
+            _evaluate_niah(cfg, instances, "ablated", cfg.model.path, retrieval.heads)]
+    for rule in e.control_rules:
+        for draw in range(e.random_control_draws):
+            control = select_heads(scores, rule, s.tau, count=len(retrieval.heads), seed=e.seed + draw,
+                                   retrieval=retrieval.heads)
+            niah.append(_evaluate_niah(cfg, instances, f"{CONTROL_NAMES[rule]}_{draw}", cfg.model.path,
+                                       control.heads))
+    write_json(base_niah_path(run), niah)
+
+
+def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    from retmask.detection import detect_instances, merge_records
+    from retmask.generation import load_model
+    from retmask.heads import mean_scores
+
+    heads = read_json(run.stage_dir("select_heads") / "heads.json")
+    # Without a mask (smaller-model, sft, win-lose-pair) the retrieval heads are the group to watch.
+    masked = heads["heads"] or heads["retrieval_heads"]
+    before = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
+    trained_niah = _evaluate_niah(cfg, _niah_instances(cfg), "trained", str(trained_model_dir(run)), [])
     out = run.stage_dir("evaluate")
-    write_json(out / "niah.json", niah)
+    write_json(out / "niah.json", read_json(base_niah_path(run)) + [trained_niah])
 
+    d = cfg.detection
     trained, trained_tokenizer = load_model(str(trained_model_dir(run)), cfg.model.dtype)
     records = list(detect_instances(trained, trained_tokenizer, detection_instances(cfg, trained_tokenizer),
                                     d.max_new_tokens, d.rouge_threshold))

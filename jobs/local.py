@@ -52,6 +52,7 @@ class StageProgress:
     started: float | None = None
     finished: float | None = None
     skipped: bool = False
+    shared_from: str | None = None  # the run directory this stage's outputs were taken from
 
     @property
     def complete(self) -> bool:
@@ -68,17 +69,22 @@ class StageProgress:
             "log_folders": {str(k): v for k, v in sorted(self.log_folders.items())},
             "state": "done" if self.complete else ("failed" if self.failed else "pending"),
             "skipped": self.skipped,
+            "shared_from": self.shared_from,
             "wall_seconds": round(self.finished - self.started, 2) if self.started and self.finished else None,
         }
 
 
 class LocalPipeline:
     def __init__(self, cfg: ExperimentConfig, run: RunDir, timeout_min: int = 1440, log=print,
-                 until: str | None = None):
+                 until: str | None = None, donors: list[RunDir] = (), cores: int | None = None):
+        """`donors`: other run directories whose finished stages of the same fingerprint this run
+        takes instead of computing them (a study's runs share what does not depend on strategy or
+        seed). `cores`: the cores this pipeline's shards share (default: the machine's)."""
         self.cfg = cfg
         self.timeout_min = timeout_min
         self.run = run
         self.log = log
+        self.cores = cores or os.cpu_count() or 1
         all_stages = build_stages(cfg)
         prints = stage_fingerprints(cfg, all_stages)
         self.stages = upstream_of(all_stages, until) if until else all_stages
@@ -91,8 +97,18 @@ class LocalPipeline:
                 self.log(f"[{stage.name}] config changed: earlier outputs kept in {moved}")
             done = run.done_shards(stage.name, prints[stage.name])
             count = stage.shards(cfg)
+            donor = None
+            if len(done) < count:
+                donor = next((d for d in donors if len(d.done_shards(stage.name, prints[stage.name])) == count), None)
+                if donor is not None:
+                    if run.stage_dir(stage.name).exists():
+                        run.supersede(stage.name)
+                    run.adopt(stage.name, donor)
+                    done = run.done_shards(stage.name, prints[stage.name])
+                    self.log(f"[{stage.name}] shared: taken from {donor.root.name}")
             self.progress[stage.name] = StageProgress(stage, prints[stage.name], count, done,
-                                                      skipped=len(done) == count)
+                                                      skipped=len(done) == count,
+                                                      shared_from=str(donor.root) if donor else None)
 
     def _ready(self, name: str) -> bool:
         return all(self.progress[dep].complete for dep in self.progress[name].stage.depends)
@@ -110,7 +126,7 @@ class LocalPipeline:
         executors = {}
         queue = [(p.stage, shard) for p in self.progress.values() for shard in range(p.shards) if shard not in p.done]
         for p in self.progress.values():
-            if p.skipped:
+            if p.skipped and not p.shared_from:
                 self.log(f"[{p.stage.name}] up to date, skipped")
         running: list[tuple[Stage, int, submitit.Job]] = []
         self._write_manifest()
@@ -145,7 +161,7 @@ class LocalPipeline:
                     executors[stage.name] = executor
                 # Share the cores among the shards that can run now: a stage alone gets them all.
                 runnable = len(running) + 1 + sum(self._ready(item[0].name) for item in queue)
-                threads = max(1, (os.cpu_count() or 1) // min(max_parallel, runnable))
+                threads = max(1, self.cores // min(max_parallel, runnable))
                 job = executors[stage.name].submit(run_shard, str(self.run.root), stage.name, shard, threads)
                 progress = self.progress[stage.name]
                 progress.job_ids[shard] = str(job.job_id)

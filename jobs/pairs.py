@@ -20,17 +20,26 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     import datasets
     from transformers import AutoTokenizer
 
-    from retmask.pairs import build_pairs, build_sft
+    from retmask.pairs import build_pairs, build_sft, order_by_verdicts
     from retmask.strategies import get_strategy
 
     # Reasoning goes into `reasoning_content` only where the model's chat template reads it back.
     reasoning_field = "reasoning_content" in (AutoTokenizer.from_pretrained(cfg.model.path).chat_template or "")
-    if get_strategy(cfg.strategy).trainer == "sft":
+    strategy = get_strategy(cfg.strategy)
+    if strategy.trainer == "sft":
         build = build_sft(sample_rows(run, "synthesize_chosen"), cfg.pairs, reasoning_field)
         columns = ["prompt_id", "prompt", "completion"]
     else:
-        build = build_pairs(sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected"),
-                            cfg.pairs, reasoning_field)
+        chosen, rejected = sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected")
+        undecided = None
+        if strategy.judged:
+            from jobs.judge import read_verdicts
+
+            chosen, rejected, undecided = order_by_verdicts(chosen, rejected, read_verdicts(run))
+        build = build_pairs(chosen, rejected, cfg.pairs, reasoning_field)
+        if undecided:
+            build.prompts += sum(undecided.values())
+            build.dropped.update(undecided)
         columns = ["prompt_id", "prompt", "chosen", "rejected"]
     if not build.pairs:
         raise ValueError(f"no training example survived the filters (dropped: {dict(build.dropped)}); "

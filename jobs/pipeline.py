@@ -48,10 +48,16 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
         stages.append(Stage("synthesize_rejected", "jobs.synthesize:run_rejected", rejected_after,
                             ("model", "rejected_model", "synthesis", "strategy"), lambda c: c.synthesis.shards))
     samples = tuple(s.name for s in stages if s.name.startswith("synthesize_"))
+    if strategy.judged:
+        stages.append(Stage("judge", "jobs.judge:run", samples, ("judge",)))
+        samples += ("judge",)
     stages += [
         Stage("pairs", "jobs.pairs:run", samples, ("pairs",)),
         Stage("train", "jobs.train:run", ("pairs",), ("train", "strategy")),
-        Stage("evaluate", "jobs.evaluate:run", ("train", "merge_scores", "select_heads"), ("evaluation",)),
+        # The untrained models' NIAH depends on neither strategy nor training: runs share it.
+        Stage("evaluate_base", "jobs.evaluate:run_base", ("merge_scores",), ("evaluation", "selection")),
+        Stage("evaluate", "jobs.evaluate:run", ("train", "merge_scores", "select_heads", "evaluate_base"),
+              ("evaluation",)),
     ]
     report_after = ("evaluate", "pairs", "train")
     if cfg.helmet.path:

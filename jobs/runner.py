@@ -9,8 +9,20 @@ from pathlib import Path
 from submitit.helpers import Checkpointable
 
 from jobs.pipeline import build_stages, stage_fingerprints
-from retmask.config import ExperimentConfig, read_saved_config
+from retmask.config import ExperimentConfig, read_saved_config, save_config
 from retmask.rundir import RunDir
+
+
+def record_config(cfg: ExperimentConfig) -> RunDir:
+    """Write the resolved config into its run directory, keeping a different earlier one."""
+    run = RunDir(cfg.run_dir)
+    previous = run.config_path.read_text() if run.config_path.is_file() else None
+    save_config(cfg, run.config_path)
+    if previous is not None and previous != run.config_path.read_text():
+        history = run.root / "superseded" / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+        history.parent.mkdir(parents=True, exist_ok=True)
+        history.write_text(previous)
+    return run
 
 
 def load_run_config(run: RunDir) -> ExperimentConfig:

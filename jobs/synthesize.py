@@ -19,13 +19,19 @@ from retmask.rows import RowFile
 from retmask.rundir import RunDir, shard_slice
 
 
-def shard_prompts(cfg: ExperimentConfig, shard: int, tokenizer=None, run: RunDir | None = None):
-    """This shard's prompts and the index of its first. Shard 0 records what the filters dropped."""
+def load_synthesis_prompts(cfg: ExperimentConfig, tokenizer=None):
+    """Every prompt of the synthesis set, filtered as the config says."""
     from retmask.prompts import load_prompts
 
     s = cfg.synthesis
-    loaded = load_prompts(s.prompts, s.prompt_format, s.prompt_column, s.turns, s.languages, s.drop_redacted,
-                          s.drop_flagged, s.dedup, s.prompt_token_limit(), tokenizer, s.max_prompts)
+    return load_prompts(s.prompts, s.prompt_format, s.prompt_column, s.turns, s.languages, s.drop_redacted,
+                        s.drop_flagged, s.dedup, s.prompt_token_limit(), tokenizer, s.max_prompts)
+
+
+def shard_prompts(cfg: ExperimentConfig, shard: int, tokenizer=None, run: RunDir | None = None):
+    """This shard's prompts and the index of its first. Shard 0 records what the filters dropped."""
+    s = cfg.synthesis
+    loaded = load_synthesis_prompts(cfg, tokenizer)
     if run is not None and shard == 0:
         write_json(run.stage_dir("synthesize_chosen") / "prompt_filter.json",
                    {"prompts": len(loaded.prompts), "token_limit": s.prompt_token_limit(),
@@ -104,5 +110,7 @@ def run_rejected(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.strategies import get_strategy
 
     source = get_strategy(cfg.strategy).rejected_from
-    path = str(masked_model_dir(run)) if source == "masked" else cfg.rejected_model.path
+    paths = {"masked": lambda: str(masked_model_dir(run)), "rejected_model": lambda: cfg.rejected_model.path,
+             "normal": lambda: cfg.model.path}  # normal: a second sample, ranked by a judge (win-lose-pair)
+    path = paths[source]()
     synthesize(cfg, run, shard, "synthesize_rejected", path)

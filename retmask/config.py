@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from retmask.io import fingerprint
+from retmask.judging import DEFAULT_JUDGE_TEMPLATE
 from retmask.niah import DEFAULT_TEMPLATE
 from retmask.typed_yaml import (
     ConfigError,
@@ -171,6 +172,27 @@ class PairsConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """How win-lose-pair decides which of two samples of the normal model is chosen.
+
+    reference: ROUGE-1 recall of the prompt's reference answer (prompt sets with a `reference`
+    column, as the toy's). model: a local judge model (the paper used Gemma-3-27B-IT) rates each
+    response with `template`, which must ask for the rating as "[[N]]"."""
+
+    kind: str = "reference"
+    path: str = ""  # the judge model's local checkpoint (kind: model)
+    dtype: str = "bfloat16"
+    template: str = DEFAULT_JUDGE_TEMPLATE
+    max_new_tokens: int = 512
+    batch_size: int = 8
+
+    def validate(self, key: str) -> None:
+        _choice(key, "kind", self.kind, ("reference", "model"))
+        if "{question}" not in self.template or "{answer}" not in self.template:
+            raise ConfigError(f"{key}.template must contain {{question}} and {{answer}}, got {self.template!r}")
+
+
+@dataclass
 class TrainConfig:
     beta: float = 0.1
     learning_rate: float = 5e-7
@@ -204,12 +226,18 @@ class TrainConfig:
 class EvaluationConfig:
     niah_lengths: list[int] = field(default_factory=lambda: [48, 128, 4])
     niah_depths: int = 5
-    random_control_draws: int = 3
+    random_control_draws: int = 3  # draws per control rule
+    # Control masks of the retrieval set's size: non_retrieval draws heads outside it, random from all.
+    control_rules: list[str] = field(default_factory=lambda: ["non_retrieval"])
     seed: int = 0
     # NIAH prompts are batched so that batch size x (longest prompt + new tokens) stays within
     # this many tokens (one prompt at least): an 8B model's KV cache at 128K with batch 1 fits 80 GB.
     batch_tokens: int = 132_000
     beyond_max_positions: bool = False  # as detection.beyond_max_positions
+
+    def validate(self, key: str) -> None:
+        for rule in self.control_rules:
+            _choice(key, "control_rules[]", rule, ("non_retrieval", "random"))
 
 
 @dataclass
@@ -265,6 +293,7 @@ class ExperimentConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # for strategy win-lose-pair
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     helmet: HelmetConfig = field(default_factory=HelmetConfig)
@@ -291,6 +320,77 @@ class ExperimentConfig:
     def section_fingerprint(self, *sections: str) -> str:
         data = self.to_dict()
         return fingerprint({name: data[name] for name in sections})
+
+
+@dataclass
+class StudyConfig:
+    """A strategy x seed grid over one experiment (`retmask study`). Stages that depend on neither
+    strategy nor seed run once and are shared; a seed is the synthesis and training seed."""
+
+    strategies: list[str] = field(default_factory=lambda: [
+        "retrieval-mask", "random-mask", "non-retrieval-mask", "smaller-model", "sft", "win-lose-pair"])
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])  # the seeds the report's numbers come from
+    # Hyper-parameters were chosen on these and then fixed; `retmask study --development` runs them.
+    development_seeds: list[int] = field(default_factory=lambda: [0])
+    # Evaluation lengths at or above this are the long band (beyond the lengths trained on); those
+    # below it are the short band, where ablation (claim C1) is measured.
+    long_from: int = 96
+    metric: str = "rouge_recall"  # or accuracy: what the claims compare
+    # The smaller-model strategy's rejected source on the toy: a smaller recipe (empty: use
+    # rejected_model.path of the experiment).
+    smaller_toy_model: ToyModelConfig | None = None
+    # Keys one strategy's runs set differently ("section.key=value"), e.g. a sampling temperature
+    # at which two samples of the normal model can differ at all (win-lose-pair on the toy).
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    parallel_runs: int = 2  # runs at once, sharing the machine's cores
+
+    def validate(self, key: str) -> None:
+        from retmask.strategies import STRATEGIES
+
+        for name in self.strategies:
+            _choice(key, "strategies[]", name, tuple(STRATEGIES))
+        if not self.seeds:
+            raise ConfigError(f"{key}.seeds: give at least one seed (three or more for intervals)")
+        if overlap := set(self.seeds) & set(self.development_seeds):
+            raise ConfigError(f"{key}: seeds {sorted(overlap)} are also development seeds; the report's seeds must "
+                              "be others than the ones hyper-parameters were chosen on")
+        _choice(key, "metric", self.metric, ("rouge_recall", "accuracy"))
+        _positive(key, "parallel_runs", self.parallel_runs)
+        for name in self.overrides:
+            _choice(key, "overrides", name, tuple(self.strategies))
+
+
+def load_study(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig, dict, Path]:
+    """A study file: an experiment config with a `study` section. Returns the study, the
+    experiment's mapping (each run applies its strategy and seed to it, then validates it), and
+    the folder relative paths are read from."""
+    path = Path(path)
+    data = read_yaml_mapping(path, "study file")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    if "study" not in data:
+        raise ConfigError(f"{path}: no `study` section; a study file is an experiment config plus a study section "
+                          "(strategies, seeds, development_seeds, ...)")
+    study = from_dict(StudyConfig, data.pop("study") or {}, key="study")
+    study.validate("study")
+    return study, data, path.parent
+
+
+def study_run_config(experiment: dict, base: Path, name: str, strategy: str, seed: int,
+                     rejected_model: str = "", overrides: list[str] = ()) -> ExperimentConfig:
+    """One run of a study: the experiment with its strategy, its seed (synthesis and training)
+    and the strategy's own overrides."""
+    import copy
+
+    data = copy.deepcopy(experiment)
+    data.update(name=name, strategy=strategy, run_dir="")
+    data.setdefault("synthesis", {}).setdefault("sampling", {})["seed"] = seed
+    data.setdefault("train", {})["seed"] = seed
+    if rejected_model:
+        data["rejected_model"] = {**data.get("rejected_model", {}), "path": rejected_model}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return resolve(from_dict(ExperimentConfig, data), base=base)
 
 
 def _choice(key: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -354,6 +454,8 @@ def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) 
         _check_model_dir("model.path", config.model.path)
     if config.rejected_model.path:
         _check_model_dir("rejected_model.path", config.rejected_model.path)
+    if config.strategy == "win-lose-pair" and config.judge.kind == "model":
+        _check_model_dir("judge.path", config.judge.path)
     if not config.run_dir:
         config.run_dir = str(Path("runs") / config.name)
 

@@ -23,6 +23,7 @@ class PromptError(UserError):
 class Prompt:
     prompt_id: str
     messages: list[dict]
+    reference: str | None = None  # a reference answer, where the source has one (a judge may use it)
 
 
 @dataclass
@@ -147,7 +148,8 @@ def load_prompts(
             prompt_id = key
         else:  # a conversation's prefix is another prompt than its first turn
             prompt_id = str(own_id) if turns == "first" else f"{own_id}:prefix"
-        result.prompts.append(Prompt(str(prompt_id), messages))
+        reference = row.get("reference")
+        result.prompts.append(Prompt(str(prompt_id), messages, None if reference is None else str(reference)))
         if limit and len(result.prompts) >= limit:
             break
     if not result.prompts:

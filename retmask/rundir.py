@@ -104,6 +104,26 @@ class RunDir:
         os.replace(stage_dir, target)
         return target
 
+    def adopt(self, stage: str, donor: "RunDir") -> None:
+        """Take a stage another run finished under the same fingerprint (a study's shared stage):
+        its files are hard-linked (copied across file systems) into a staging folder, which is
+        then renamed into place, so a half-adopted stage is never seen. Outputs are only ever
+        replaced, never changed in place, so a link stays the donor's file as written."""
+        import shutil
+
+        def link(source: str, target: str) -> None:
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+
+        target = self.stage_dir(stage)
+        staging = target.with_name(f".{stage}.adopting")
+        if staging.exists():
+            shutil.rmtree(staging)  # an adoption cut short: only links and copies, nothing of our own
+        shutil.copytree(donor.stage_dir(stage), staging, copy_function=link, symlinks=True)
+        os.replace(staging, target)
+
     def shard_seconds(self, stage: str) -> list[float]:
         done_dir = self.stage_dir(stage) / "done"
         if not done_dir.is_dir():

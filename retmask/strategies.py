@@ -2,7 +2,8 @@
 baselines as configuration, not code forks.
 
 A strategy names the head-selection rule of its mask (if it masks), the source of rejected
-samples, and the trainer. An LLM-judge win/lose strategy would add a source here.
+samples, the trainer, and whether a judge orders each pair (win-lose-pair: two samples of the
+normal model, the one the judge prefers is chosen).
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from retmask.errors import UserError
 class Strategy:
     name: str
     mask_rule: str | None  # selection rule of the heads to mask; None: no mask
-    rejected_from: str  # "masked": the ablated model; "rejected_model": another model; "none"
+    # "masked": the ablated model; "rejected_model": another model; "normal": a second sample of
+    # the normal model; "none"
+    rejected_from: str
     trainer: str  # "dpo" or "sft"
+    judged: bool = False  # a judge decides which of the two samples is chosen
 
 
 STRATEGIES = {
@@ -27,6 +31,7 @@ STRATEGIES = {
         Strategy("non-retrieval-mask", "non_retrieval", "masked", "dpo"),  # same count, no retrieval head
         Strategy("smaller-model", None, "rejected_model", "dpo"),  # rejected from a smaller model
         Strategy("sft", None, "none", "sft"),  # SFT on the chosen responses alone
+        Strategy("win-lose-pair", None, "normal", "dpo", judged=True),  # two normal samples ranked by a judge
     )
 }
 

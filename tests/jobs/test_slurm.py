@@ -3,7 +3,7 @@ error, resume, and pairs identical to those of an unfaulted local run."""
 import time
 
 from jobs import control
-from jobs.cli import _record_config
+from jobs.runner import record_config
 from jobs.local import LocalPipeline
 from jobs.profiles import load_profile
 from jobs.status import format_status, run_status
@@ -31,12 +31,12 @@ def wait_until_idle(run, timeout=600):
 def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_dir, tmp_path):
     reference = load_config(REPO / "configs" / "tiny.yaml")
     reference.run_dir = str(tmp_path / "local")
-    local_run = _record_config(reference)
+    local_run = record_config(reference)
     LocalPipeline(reference, local_run, log=lambda line: None, until="pairs").execute(max_parallel=2)
 
     cfg = load_config(REPO / "configs" / "tiny.yaml")
     cfg.run_dir = str(tmp_path / "slurm")
-    run = _record_config(cfg)
+    run = record_config(cfg)
     write_json(run.root / "inject_faults.json", ["synthesize_chosen:1"])
     profile = load_profile("local-slurm", ["max_array_size=1"])  # every array split into single tasks
     control.submit(cfg, run, profile, until="pairs", log=lambda line: None)

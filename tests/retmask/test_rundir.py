@@ -24,3 +24,20 @@ def test_supersede_moves_outputs_aside_never_deletes(tmp_path):
     assert not run.stage_dir("pairs").exists()
     assert (moved / "pairs.jsonl").read_text() == "{}\n"
     assert "pairs-old-" in moved.name
+
+
+def test_an_adopted_stage_links_the_donors_files_and_a_rewrite_leaves_the_donor_alone(tmp_path):
+    from retmask.io import write_json
+
+    donor, taker = RunDir(tmp_path / "donor"), RunDir(tmp_path / "taker")
+    donor.mark_done("detect", 0, "fp", 1.0)
+    (donor.stage_dir("detect") / "shards").mkdir()
+    (donor.shard_file("detect", 0)).write_text('{"instance_id": 1}\n')
+    taker.stage_dir("detect").parent.mkdir(parents=True)
+    (taker.stage_dir("detect").with_name(".detect.adopting")).mkdir()  # an adoption cut short earlier
+    taker.adopt("detect", donor)
+    assert taker.done_shards("detect", "fp") == {0}
+    assert taker.shard_file("detect", 0).stat().st_ino == donor.shard_file("detect", 0).stat().st_ino
+    assert not taker.stage_dir("detect").with_name(".detect.adopting").exists()
+    write_json(taker.marker("detect", 0), {"fingerprint": "other"})  # outputs are replaced, never edited
+    assert donor.done_shards("detect", "fp") == {0}

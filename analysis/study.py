@@ -1,0 +1,224 @@
+"""The study report: Table 1 by length, Figures 4 and 5 in miniature, and the paper's claims C1-C6,
+each with means and 95% intervals over seeds and a verdict computed from them.
+
+Read from the study's files alone (`study.json` and its run directories), so it can be rewritten
+at any time. Every number comes from the runs; a claim whose strategies did not run says so.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis.stats import Estimate, all_of, estimate, verdict
+from retmask.io import read_json, write_json, write_text
+
+BASE = "base (no training)"
+RETMASK = "retrieval-mask"
+
+
+@dataclass
+class Claim:
+    key: str
+    statement: str
+    evidence: list[str]  # one line per comparison: what minus what, its mean and interval
+    verdict: str  # yes / no / inconclusive / not run
+
+
+def metric_value(record: dict, metric: str) -> float:
+    return float(record["found"]) if metric == "accuracy" else float(record["rouge_recall"])
+
+
+def by_length(records: list[dict], metric: str) -> dict[int, float]:
+    cells = defaultdict(list)
+    for record in records:
+        cells[record["length"]].append(metric_value(record, metric))
+    return {length: sum(v) / len(v) for length, v in sorted(cells.items())}
+
+
+def band(records: list[dict], metric: str, long_from: int, long: bool) -> float:
+    values = [metric_value(r, metric) for r in records if (r["length"] >= long_from) == long]
+    if not values:
+        side = "at or above" if long else "below"
+        raise ValueError(f"no evaluation length {side} study.long_from={long_from}; set evaluation.niah_lengths to "
+                         "span both bands")
+    return sum(values) / len(values)
+
+
+class StudyData:
+    """What the report needs from a finished (or partly finished) study directory."""
+
+    def __init__(self, study_dir: Path):
+        self.dir = Path(study_dir)
+        self.plan = read_json(self.dir / "study.json")
+        self.metric = self.plan["metric"]
+        self.long_from = self.plan["long_from"]
+        self.strategies = self.plan["strategies"]
+        self.seeds = self.plan["seeds"]
+        self.trained: dict[str, dict[int, list[dict]]] = defaultdict(dict)  # strategy -> seed -> records
+        self.change: dict[str, dict[int, dict]] = defaultdict(dict)  # strategy -> seed -> retrieval change
+        self.missing: list[str] = []
+        self.untrained: list[dict] | None = None  # evaluate_base's niah.json
+        self.scores_run: Path | None = None
+        for entry in self.plan["runs"]:
+            run = Path(entry["run_dir"])
+            niah = run / "stages/evaluate/niah.json"
+            if self.untrained is None and (run / "stages/evaluate_base/niah.json").is_file():
+                self.untrained = read_json(run / "stages/evaluate_base/niah.json")
+                self.scores_run = run
+            if not niah.is_file():
+                self.missing.append(f"{entry['strategy']} seed {entry['seed']}")
+                continue
+            trained = next(e for e in read_json(niah) if e["model"] == "trained")
+            self.trained[entry["strategy"]][entry["seed"]] = trained["records"]
+            self.change[entry["strategy"]][entry["seed"]] = read_json(run / "stages/evaluate/retrieval_change.json")
+        if self.untrained is None:
+            raise ValueError(f"{self.dir}: no run finished the untrained models' NIAH (evaluate_base); nothing to report")
+
+    def untrained_records(self, prefix: str) -> list[list[dict]]:
+        """Records of each untrained entry whose name is `prefix` or starts with `prefix_`."""
+        return [e["records"] for e in self.untrained if e["model"] == prefix or e["model"].startswith(prefix + "_")]
+
+    def lengths(self) -> list[int]:
+        return sorted({r["length"] for r in self.untrained_records("base")[0]})
+
+    def long_values(self, strategy: str, metric: str | None = None) -> dict[int, float]:
+        metric = metric or self.metric
+        return {seed: band(records, metric, self.long_from, True) for seed, records in self.trained[strategy].items()}
+
+
+def _paired(data: StudyData, better: str, worse: str) -> tuple[Estimate | None, str]:
+    """better - worse in the long band, paired by seed (same seed: same chosen samples)."""
+    a, b = data.long_values(better), data.long_values(worse)
+    seeds = sorted(a.keys() & b.keys())
+    if not seeds:
+        return None, f"{better} - {worse}: not run"
+    diff = estimate([a[s] - b[s] for s in seeds])
+    return diff, f"{better} - {worse}, {data.metric} at lengths >= {data.long_from}: {diff.text()} over seeds {seeds}"
+
+
+def _claim_from(key: str, statement: str, comparisons: list[tuple[Estimate | None, str]]) -> Claim:
+    lines = [line for _, line in comparisons]
+    if any(diff is None for diff, _ in comparisons):
+        return Claim(key, statement, lines, "not run")
+    return Claim(key, statement, lines, all_of([verdict(diff) for diff, _ in comparisons]))
+
+
+def claims(data: StudyData) -> list[Claim]:
+    metric, long_from = data.metric, data.long_from
+    result = []
+
+    # C1: on the short lengths the base model handles, ablating the retrieval heads against
+    # control masks of the same size; the interval is over the control draws.
+    ablated = band(data.untrained_records("ablated")[0], metric, long_from, False)
+    c1 = []
+    for name, prefix in (("random heads", "random_any_control"), ("non-retrieval heads", "random_control")):
+        draws = data.untrained_records(prefix)
+        if not draws:
+            c1.append((None, f"masks of {name}: not evaluated (evaluation.control_rules)"))
+            continue
+        diff = estimate([band(records, metric, long_from, False) - ablated for records in draws])
+        c1.append((diff, f"masking {name} - masking retrieval heads, {metric} at lengths < {long_from}: "
+                         f"{diff.text()} over {len(draws)} draws (retrieval-ablated {ablated:.3f})"))
+    result.append(_claim_from("C1", "ablating retrieval heads hurts NIAH more than masking as many random or "
+                                    "non-retrieval heads", c1))
+
+    base_long = band(data.untrained_records("base")[0], metric, long_from, True)
+    mine = data.long_values(RETMASK)
+    c2 = [(None, f"{RETMASK}: not run")]
+    if mine:
+        diff = estimate([v - base_long for v in mine.values()])
+        c2 = [(diff, f"{RETMASK} - base, {metric} at lengths >= {long_from}: {diff.text()} over seeds "
+                     f"{sorted(mine)} (base {base_long:.3f})")]
+    result.append(_claim_from("C2", "RetMask DPO on short prompts raises accuracy at long lengths over the base", c2))
+
+    result.append(_claim_from("C3", "RetMask beats random-mask and non-retrieval-mask DPO (Table 1)",
+                              [_paired(data, RETMASK, "random-mask"), _paired(data, RETMASK, "non-retrieval-mask")]))
+
+    changes = data.change.get(RETMASK, {})
+    c4 = [(None, f"{RETMASK}: not run")]
+    if changes:
+        diff = estimate([c["masked_mean_delta"] - c["other_mean_delta"] for c in changes.values()])
+        c4 = [(diff, f"masked heads' retrieval-score change - other heads', after {RETMASK}: {diff.text()} "
+                     f"over seeds {sorted(changes)}")]
+    result.append(_claim_from("C4", "masked heads' retrieval scores rise after RetMask more than the other heads' "
+                                    "(Figure 5)", c4))
+    result.append(_claim_from("C5", "SFT on the chosen responses alone does not match RetMask (Appendix C)",
+                              [_paired(data, RETMASK, "sft")]))
+    result.append(_claim_from("C6", "win-lose pairs ranked by a judge do not match RetMask",
+                              [_paired(data, RETMASK, "win-lose-pair")]))
+    return result
+
+
+def table_by_length(data: StudyData, metric: str) -> tuple[list[str], list[list[str]], dict]:
+    """Rows: base, then each strategy; columns: each length and the long band, mean [95% interval]."""
+    lengths = data.lengths()
+    header = ["model", *[str(length) for length in lengths], f">= {data.long_from}"]
+    base = data.untrained_records("base")[0]
+    base_by = by_length(base, metric)
+    rows = [[BASE, *[f"{base_by[length]:.3f}" for length in lengths], f"{band(base, metric, data.long_from, True):.3f}"]]
+    numbers = {BASE: {"by_length": base_by, "long": band(base, metric, data.long_from, True)}}
+    for strategy in data.strategies:
+        seeds = data.trained.get(strategy, {})
+        if not seeds:
+            rows.append([strategy, *["not run"] * (len(lengths) + 1)])
+            continue
+        per_length = {length: estimate([by_length(r, metric)[length] for r in seeds.values()]) for length in lengths}
+        long = estimate(list(data.long_values(strategy, metric).values()))
+        rows.append([strategy, *[per_length[length].text() for length in lengths], long.text()])
+        numbers[strategy] = {"by_length": {k: vars(v) for k, v in per_length.items()}, "long": vars(long)}
+    return header, rows, numbers
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def write_figures(data: StudyData, out: Path) -> list[str]:
+    from analysis.study_figures import figure4, figure5, table1_figure
+
+    written = [table1_figure(data, out / "table1_by_length.png").name,
+               figure5(data, out / "figure5_retrieval_change.png").name]
+    if data.scores_run is not None:
+        written.append(figure4(data.scores_run, out / "figure4_retrieval_scores.png").name)
+    return written
+
+
+def write_study_report(study_dir: Path) -> Path:
+    data = StudyData(study_dir)
+    out = data.dir / "report"
+    found = claims(data)
+    tables = {metric: table_by_length(data, metric) for metric in ("rouge_recall", "accuracy")}
+    figures = write_figures(data, out)
+    title = "development seeds" if data.plan["development"] else "report seeds"
+    lines = [f"# RetMask study: {data.plan['name']}", "",
+             f"Strategies x seeds {data.seeds} ({title}); claims compare `{data.metric}`, the long band is "
+             f"lengths >= {data.long_from}, intervals are 95% Student-t over seeds (C1: over control draws).", ""]
+    if data.missing:
+        lines += [f"**Runs without results**: {', '.join(data.missing)}", ""]
+    lines += ["## Claims", "", *markdown_table(["claim", "verdict", "evidence"],
+                                               [[f"{c.key}: {c.statement}", c.verdict, "<br>".join(c.evidence)]
+                                                for c in found]), ""]
+    for metric, (header, rows, _) in tables.items():
+        lines += [f"## Table 1 in miniature: NIAH {metric.replace('_', ' ')} by context length", "",
+                  *markdown_table(header, rows), ""]
+    lines += ["## Figures", "", *[f"![{name}]({name})" for name in figures], ""]
+    write_text(out / "index.md", "\n".join(lines))
+    write_json(out / "study_results.json", {
+        "claims": [vars(c) for c in found],
+        "tables": {metric: numbers for metric, (_, _, numbers) in tables.items()},
+        "missing": data.missing})
+    return out / "index.md"
+
+
+def summary_lines(study_dir: Path) -> list[str]:
+    """What `retmask study` prints at the end: the long-band column and each claim's verdict."""
+    results = read_json(Path(study_dir) / "report" / "study_results.json")
+    plan = read_json(Path(study_dir) / "study.json")
+    lines = [f"{plan['metric']} at lengths >= {plan['long_from']} (mean [95% interval] over seeds {plan['seeds']}):"]
+    for name, numbers in results["tables"][plan["metric"]].items():
+        long = numbers["long"]
+        text = f"{long:.3f}" if isinstance(long, float) else Estimate(**long).text()
+        lines.append(f"  {name:<22} {text}")
+    lines += [f"{c['key']} {c['verdict']:<12} {c['statement']}" for c in results["claims"]]
+    return lines
