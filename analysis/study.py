@@ -10,8 +10,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.health import run_health
 from analysis.stats import Estimate, all_of, estimate, verdict
 from retmask.io import read_json, write_json, write_text
+from retmask.rundir import RunDir
 
 BASE = "base (no training)"
 RETMASK = "retrieval-mask"
@@ -58,22 +60,25 @@ class StudyData:
         self.trained: dict[str, dict[int, list[dict]]] = defaultdict(dict)  # strategy -> seed -> records
         self.change: dict[str, dict[int, dict]] = defaultdict(dict)  # strategy -> seed -> retrieval change
         self.missing: list[str] = []
+        self.health: dict[str, dict[int, dict]] = defaultdict(dict)  # strategy -> seed -> Health.to_dict()
         self.untrained: list[dict] | None = None  # evaluate_base's niah.json
         self.scores_run: Path | None = None
         for entry in self.plan["runs"]:
             run = Path(entry["run_dir"])
             niah = run / "stages/evaluate/niah.json"
-            if self.untrained is None and (run / "stages/evaluate_base/niah.json").is_file():
-                self.untrained = read_json(run / "stages/evaluate_base/niah.json")
-                self.scores_run = run
             if not niah.is_file():
                 self.missing.append(f"{entry['strategy']} seed {entry['seed']}")
                 continue
-            trained = next(e for e in read_json(niah) if e["model"] == "trained")
+            entries = read_json(niah)
+            trained = next(e for e in entries if e["model"] == "trained")
+            if self.untrained is None:  # the same in every run: evaluate_base is shared
+                self.untrained = [e for e in entries if e["model"] != "trained"]
+                self.scores_run = run
             self.trained[entry["strategy"]][entry["seed"]] = trained["records"]
             self.change[entry["strategy"]][entry["seed"]] = read_json(run / "stages/evaluate/retrieval_change.json")
+            self.health[entry["strategy"]][entry["seed"]] = run_health(RunDir(run)).to_dict()
         if self.untrained is None:
-            raise ValueError(f"{self.dir}: no run finished the untrained models' NIAH (evaluate_base); nothing to report")
+            raise ValueError(f"{self.dir}: no run finished its evaluation; nothing to report yet")
 
     def untrained_records(self, prefix: str) -> list[list[dict]]:
         """Records of each untrained entry whose name is `prefix` or starts with `prefix_`."""
@@ -81,6 +86,18 @@ class StudyData:
 
     def lengths(self) -> list[int]:
         return sorted({r["length"] for r in self.untrained_records("base")[0]})
+
+    def concentration(self) -> dict:
+        if self.scores_run is None:
+            return {}
+        return read_json(self.scores_run / "stages/merge_scores/summary.json").get("concentration", {})
+
+    def not_learned_note(self, *strategies: str) -> str:
+        """A caveat naming the runs of these strategies whose training learned nothing (their model
+        is about the base model: the comparison measures the strategy's failure to train)."""
+        failed = [f"{name} seed {seed}" for name in strategies for seed, h in sorted(self.health.get(name, {}).items())
+                  if not h["learned"]]
+        return f" (did not learn: {', '.join(failed)})" if failed else ""
 
     def long_values(self, strategy: str, metric: str | None = None) -> dict[int, float]:
         metric = metric or self.metric
@@ -94,7 +111,8 @@ def _paired(data: StudyData, better: str, worse: str) -> tuple[Estimate | None, 
     if not seeds:
         return None, f"{better} - {worse}: not run"
     diff = estimate([a[s] - b[s] for s in seeds])
-    return diff, f"{better} - {worse}, {data.metric} at lengths >= {data.long_from}: {diff.text()} over seeds {seeds}"
+    return diff, (f"{better} - {worse}, {data.metric} at lengths >= {data.long_from}: {diff.text()} over seeds {seeds}"
+                  + data.not_learned_note(better, worse))
 
 
 def _claim_from(key: str, statement: str, comparisons: list[tuple[Estimate | None, str]]) -> Claim:
@@ -129,7 +147,7 @@ def claims(data: StudyData) -> list[Claim]:
     if mine:
         diff = estimate([v - base_long for v in mine.values()])
         c2 = [(diff, f"{RETMASK} - base, {metric} at lengths >= {long_from}: {diff.text()} over seeds "
-                     f"{sorted(mine)} (base {base_long:.3f})")]
+                     f"{sorted(mine)} (base {base_long:.3f})" + data.not_learned_note(RETMASK))]
     result.append(_claim_from("C2", "RetMask DPO on short prompts raises accuracy at long lengths over the base", c2))
 
     result.append(_claim_from("C3", "RetMask beats random-mask and non-retrieval-mask DPO (Table 1)",
@@ -139,8 +157,10 @@ def claims(data: StudyData) -> list[Claim]:
     c4 = [(None, f"{RETMASK}: not run")]
     if changes:
         diff = estimate([c["masked_mean_delta"] - c["other_mean_delta"] for c in changes.values()])
+        before = [v["before"] for c in changes.values() for v in c["per_head"].values() if v["masked"]]
+        ceiling = f"; the masked heads scored {sum(before) / len(before):.3f} before" if before else ""
         c4 = [(diff, f"masked heads' retrieval-score change - other heads', after {RETMASK}: {diff.text()} "
-                     f"over seeds {sorted(changes)}")]
+                     f"over seeds {sorted(changes)}{ceiling}")]
     result.append(_claim_from("C4", "masked heads' retrieval scores rise after RetMask more than the other heads' "
                                     "(Figure 5)", c4))
     result.append(_claim_from("C5", "SFT on the chosen responses alone does not match RetMask (Appendix C)",
@@ -196,17 +216,28 @@ def write_study_report(study_dir: Path) -> Path:
              f"lengths >= {data.long_from}, intervals are 95% Student-t over seeds (C1: over control draws).", ""]
     if data.missing:
         lines += [f"**Runs without results**: {', '.join(data.missing)}", ""]
+    concentration = data.concentration()
+    if concentration:
+        lines += ["Retrieval-head concentration of the model (the paper relates gains to it): " +
+                  ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in concentration.items()),
+                  ""]
     lines += ["## Claims", "", *markdown_table(["claim", "verdict", "evidence"],
                                                [[f"{c.key}: {c.statement}", c.verdict, "<br>".join(c.evidence)]
                                                 for c in found]), ""]
     for metric, (header, rows, _) in tables.items():
         lines += [f"## Table 1 in miniature: NIAH {metric.replace('_', ' ')} by context length", "",
                   *markdown_table(header, rows), ""]
+    lines += ["## Runs: did each training learn?", "", *markdown_table(
+        ["strategy", "seed", "health", "verdict"],
+        [[name, str(seed), h["line"], h["verdict"]] for name in data.strategies
+         for seed, h in sorted(data.health.get(name, {}).items())]), ""]
     lines += ["## Figures", "", *[f"![{name}]({name})" for name in figures], ""]
     write_text(out / "index.md", "\n".join(lines))
     write_json(out / "study_results.json", {
         "claims": [vars(c) for c in found],
         "tables": {metric: numbers for metric, (_, _, numbers) in tables.items()},
+        "concentration": data.concentration(),
+        "health": {name: {str(seed): h for seed, h in seeds.items()} for name, seeds in data.health.items()},
         "missing": data.missing})
     return out / "index.md"
 
@@ -216,9 +247,14 @@ def summary_lines(study_dir: Path) -> list[str]:
     results = read_json(Path(study_dir) / "report" / "study_results.json")
     plan = read_json(Path(study_dir) / "study.json")
     lines = [f"{plan['metric']} at lengths >= {plan['long_from']} (mean [95% interval] over seeds {plan['seeds']}):"]
-    for name, numbers in results["tables"][plan["metric"]].items():
-        long = numbers["long"]
+    table = results["tables"][plan["metric"]]
+    for name in [n for n in [BASE, *plan["strategies"]] if n in table]:
+        long = table[name]["long"]
         text = f"{long:.3f}" if isinstance(long, float) else Estimate(**long).text()
         lines.append(f"  {name:<22} {text}")
     lines += [f"{c['key']} {c['verdict']:<12} {c['statement']}" for c in results["claims"]]
+    concentration = results.get("concentration") or {}
+    if "gini" in concentration:
+        lines.append(f"retrieval-head concentration: gini {concentration['gini']:.3f}, "
+                     f"top-10 share {concentration.get('top10_share', float('nan')):.3f}")
     return lines

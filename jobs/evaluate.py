@@ -1,8 +1,9 @@
 """Stages: NIAH of the untrained models, and of the trained one.
 
 `evaluate_base` scores the base model, the model with its retrieval heads ablated, and control
-masks of the same size (heads drawn outside the retrieval set, and heads drawn from all): it
-depends on neither the strategy nor the training, so every run of a study shares it.
+masks of the same size (heads drawn outside the retrieval set, and heads drawn from all), one
+model per shard: it depends on neither the strategy nor the training, so every run of a study
+shares it.
 `evaluate` adds the trained model's NIAH and its retrieval scores on the detection instances
 (before vs after DPO)."""
 from __future__ import annotations
@@ -67,26 +68,40 @@ def _evaluate_niah(cfg: ExperimentConfig, instances, name: str, path: str, heads
     return _niah_summary(name, records, heads)
 
 
-def base_niah_path(run: RunDir):
-    return run.stage_dir("evaluate_base") / "niah.json"
-
-
-def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
-    from retmask.heads import mean_scores, select_heads
+def untrained_models(cfg: ExperimentConfig, scores: dict[str, float]) -> list[tuple[str, list[str]]]:
+    """The untrained models `evaluate_base` scores, one per shard: (name, masked heads)."""
+    from retmask.heads import select_heads
 
     e, s = cfg.evaluation, cfg.selection
-    scores = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
     retrieval = select_heads(scores, s.rule, s.tau, s.top_k, s.count, s.seed)
-    instances = _niah_instances(cfg)
-    niah = [_evaluate_niah(cfg, instances, "base", cfg.model.path, []),
-            _evaluate_niah(cfg, instances, "ablated", cfg.model.path, retrieval.heads)]
+    models = [("base", []), ("ablated", retrieval.heads)]
     for rule in e.control_rules:
         for draw in range(e.random_control_draws):
             control = select_heads(scores, rule, s.tau, count=len(retrieval.heads), seed=e.seed + draw,
                                    retrieval=retrieval.heads)
-            niah.append(_evaluate_niah(cfg, instances, f"{CONTROL_NAMES[rule]}_{draw}", cfg.model.path,
-                                       control.heads))
-    write_json(base_niah_path(run), niah)
+            models.append((f"{CONTROL_NAMES[rule]}_{draw}", control.heads))
+    return models
+
+
+def untrained_model_count(cfg: ExperimentConfig) -> int:
+    return 2 + len(cfg.evaluation.control_rules) * cfg.evaluation.random_control_draws
+
+
+def _untrained_path(run: RunDir, shard: int):
+    return run.stage_dir("evaluate_base") / "models" / f"{shard:05d}.json"
+
+
+def read_untrained_niah(run: RunDir) -> list[dict]:
+    """Every untrained model's NIAH summary, base first, in shard order."""
+    return [read_json(path) for path in sorted((run.stage_dir("evaluate_base") / "models").glob("*.json"))]
+
+
+def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    from retmask.heads import mean_scores
+
+    scores = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
+    name, heads = untrained_models(cfg, scores)[shard]
+    write_json(_untrained_path(run, shard), _evaluate_niah(cfg, _niah_instances(cfg), name, cfg.model.path, heads))
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
@@ -100,7 +115,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     before = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
     trained_niah = _evaluate_niah(cfg, _niah_instances(cfg), "trained", str(trained_model_dir(run)), [])
     out = run.stage_dir("evaluate")
-    write_json(out / "niah.json", read_json(base_niah_path(run)) + [trained_niah])
+    write_json(out / "niah.json", read_untrained_niah(run) + [trained_niah])
 
     d = cfg.detection
     trained, trained_tokenizer = load_model(str(trained_model_dir(run)), cfg.model.dtype)

@@ -7,7 +7,9 @@ done under the current fingerprint are skipped; outputs of another fingerprint a
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,10 @@ POLL_SECONDS = 0.2
 
 class PipelineFailed(RuntimeError):
     pass
+
+
+class PipelineStopped(RuntimeError):
+    """Raised inside a pipeline whose `stop` event was set: its running shards are cancelled."""
 
 
 def upstream_of(stages: list[Stage], target: str) -> list[Stage]:
@@ -52,6 +58,7 @@ class StageProgress:
     started: float | None = None
     finished: float | None = None
     skipped: bool = False
+    owner: RunDir | None = None  # the run that computes this stage for us (until taken)
     shared_from: str | None = None  # the run directory this stage's outputs were taken from
 
     @property
@@ -76,15 +83,24 @@ class StageProgress:
 
 class LocalPipeline:
     def __init__(self, cfg: ExperimentConfig, run: RunDir, timeout_min: int = 1440, log=print,
-                 until: str | None = None, donors: list[RunDir] = (), cores: int | None = None):
-        """`donors`: other run directories whose finished stages of the same fingerprint this run
-        takes instead of computing them (a study's runs share what does not depend on strategy or
-        seed). `cores`: the cores this pipeline's shards share (default: the machine's)."""
+                 until: str | None = None, owners: dict[str, RunDir] | None = None,
+                 owner_ended: Callable[[RunDir], bool] = lambda run: False, cores: int | None = None,
+                 slots: threading.Semaphore | None = None, stop: threading.Event | None = None):
+        """Pipelines of a study run side by side in threads; for them:
+        `owners`: stage -> the run directory that computes it (the same fingerprint); this run waits
+        for that stage there and takes its outputs instead of computing it. `owner_ended(run)`: that
+        run has stopped (a stage it never finished then fails here). `cores`: the cores this
+        pipeline's shards share (default: the machine's). `slots`: processes all pipelines may run
+        at once. `stop`: set to cancel this pipeline's shards and end it."""
         self.cfg = cfg
         self.timeout_min = timeout_min
         self.run = run
         self.log = log
         self.cores = cores or os.cpu_count() or 1
+        self.slots = slots
+        self.stop = stop
+        self.owner_ended = owner_ended
+        owners = owners or {}
         all_stages = build_stages(cfg)
         prints = stage_fingerprints(cfg, all_stages)
         self.stages = upstream_of(all_stages, until) if until else all_stages
@@ -97,18 +113,30 @@ class LocalPipeline:
                 self.log(f"[{stage.name}] config changed: earlier outputs kept in {moved}")
             done = run.done_shards(stage.name, prints[stage.name])
             count = stage.shards(cfg)
-            donor = None
-            if len(done) < count:
-                donor = next((d for d in donors if len(d.done_shards(stage.name, prints[stage.name])) == count), None)
-                if donor is not None:
-                    if run.stage_dir(stage.name).exists():
-                        run.supersede(stage.name)
-                    run.adopt(stage.name, donor)
-                    done = run.done_shards(stage.name, prints[stage.name])
-                    self.log(f"[{stage.name}] shared: taken from {donor.root.name}")
-            self.progress[stage.name] = StageProgress(stage, prints[stage.name], count, done,
-                                                      skipped=len(done) == count,
-                                                      shared_from=str(donor.root) if donor else None)
+            progress = StageProgress(stage, prints[stage.name], count, done, skipped=len(done) == count)
+            if len(done) < count and stage.name in owners:
+                progress.owner = owners[stage.name]
+            self.progress[stage.name] = progress
+        self._take_shared()
+
+    def _take_shared(self) -> None:
+        """Take each shared stage its owner has finished; fail one whose owner stopped without it."""
+        for name, p in self.progress.items():
+            if p.owner is None:
+                continue
+            if len(p.owner.done_shards(name, p.fingerprint)) == p.shards:
+                if self.run.stage_dir(name).exists():
+                    self.run.supersede(name)
+                self.run.adopt(name, p.owner)
+                p.done = self.run.done_shards(name, p.fingerprint)
+                p.shared_from, p.owner, p.skipped = str(p.owner.root), None, True
+                self.log(f"[{name}] shared: taken from {Path(p.shared_from).name}")
+            elif self.owner_ended(p.owner):
+                p.failed[0] = f"not computed: {p.owner.root.name}, which computes it, stopped without it"
+                p.owner = None
+
+    def _waiting(self) -> bool:
+        return any(p.owner is not None for p in self.progress.values())
 
     def _ready(self, name: str) -> bool:
         return all(self.progress[dep].complete for dep in self.progress[name].stage.depends)
@@ -124,7 +152,8 @@ class LocalPipeline:
     def execute(self, max_parallel: int) -> dict[str, StageProgress]:
         attempt = time.strftime("%Y%m%d-%H%M%S")
         executors = {}
-        queue = [(p.stage, shard) for p in self.progress.values() for shard in range(p.shards) if shard not in p.done]
+        queue = [(p.stage, shard) for p in self.progress.values() if p.owner is None
+                 for shard in range(p.shards) if shard not in p.done]
         for p in self.progress.values():
             if p.skipped and not p.shared_from:
                 self.log(f"[{p.stage.name}] up to date, skipped")
@@ -136,6 +165,8 @@ class LocalPipeline:
             for stage, shard, job in running:
                 job.cancel(check=False)
                 self.progress[stage.name].failed[shard] = "cancelled"
+                if self.slots is not None:
+                    self.slots.release()
             self._write_manifest()
             raise
         failed = {name: p.failed for name, p in self.progress.items() if p.failed}
@@ -147,11 +178,14 @@ class LocalPipeline:
         return self.progress
 
     def _loop(self, queue, running, executors, attempt, max_parallel) -> None:
-        while queue or running:
+        while queue or running or self._waiting():
+            if self.stop is not None and self.stop.is_set():
+                raise PipelineStopped(f"{self.run.root}: stopped")
+            self._take_shared()
             blocked = any(p.failed for p in self.progress.values())
             while not blocked and len(running) < max_parallel:
                 ready = next((item for item in queue if self._ready(item[0].name)), None)
-                if ready is None:
+                if ready is None or (self.slots is not None and not self.slots.acquire(blocking=False)):
                     break
                 queue.remove(ready)
                 stage, shard = ready
@@ -177,7 +211,8 @@ class LocalPipeline:
                 running.remove(item)
                 self._finish(*item)
             failed = any(p.failed for p in self.progress.values())
-            if not running and queue and not failed and not any(self._ready(s.name) for s, _ in queue):
+            if (not running and queue and not failed and not self._waiting()
+                    and not any(self._ready(s.name) for s, _ in queue)):
                 raise PipelineFailed("no runnable stage: the stage graph has a cycle or a missing dependency")
 
     def _show_progress(self, running) -> None:
@@ -190,6 +225,8 @@ class LocalPipeline:
                 self.log(f"[{stage.name}]{where} {text}")
 
     def _finish(self, stage: Stage, shard: int, job: submitit.Job) -> None:
+        if self.slots is not None:
+            self.slots.release()
         progress = self.progress[stage.name]
         try:
             job.result()

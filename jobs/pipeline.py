@@ -9,6 +9,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from jobs.evaluate import untrained_model_count
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint
 from retmask.strategies import get_strategy
@@ -55,7 +56,8 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
         Stage("pairs", "jobs.pairs:run", samples, ("pairs",)),
         Stage("train", "jobs.train:run", ("pairs",), ("train", "strategy")),
         # The untrained models' NIAH depends on neither strategy nor training: runs share it.
-        Stage("evaluate_base", "jobs.evaluate:run_base", ("merge_scores",), ("evaluation", "selection")),
+        Stage("evaluate_base", "jobs.evaluate:run_base", ("merge_scores",), ("evaluation", "selection"),
+              untrained_model_count),
         Stage("evaluate", "jobs.evaluate:run", ("train", "merge_scores", "select_heads", "evaluate_base"),
               ("evaluation",)),
     ]

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.local import LocalPipeline, PipelineFailed
+from jobs.local import LocalPipeline
 from jobs.pipeline import build_stages, stage_fingerprints
 from jobs.runner import record_config
 from retmask.config import ExperimentConfig, StudyConfig, study_run_config
@@ -71,65 +71,58 @@ def plan_runs(study: StudyConfig, experiment: dict, base: Path, study_dir: Path,
     return runs
 
 
-def owners(runs: list[StudyRun]) -> list[set[int]]:
-    """For each run, the earlier runs whose stages it shares (it waits for them, then takes them)."""
+def stage_owners(runs: list[StudyRun]) -> list[dict[str, RunDir]]:
+    """For each run, its stages that an earlier run of the plan computes: stage -> that run."""
     first_with: dict[str, int] = {}
-    needs = []
+    owned = []
     for index, run in enumerate(runs):
-        mine = set()
-        for stage_print in run.prints.values():
+        mine = {}
+        for stage, stage_print in run.prints.items():
             owner = first_with.setdefault(stage_print, index)
             if owner != index:
-                mine.add(owner)
-        needs.append(mine)
-    return needs
+                mine[stage] = runs[owner].run
+        owned.append(mine)
+    return owned
 
 
-def execute(runs: list[StudyRun], parallel: int, log=print, timeout_min: int = 1440) -> dict[int, str]:
-    """Run the plan; returns the failed runs with their error (a run whose owner failed is not
-    started)."""
-    needs = owners(runs)
-    finished: set[int] = set()
+def execute(runs: list[StudyRun], processes: int, log=print, timeout_min: int = 1440) -> dict[int, str]:
+    """Run every run of the plan at once, each in a thread, with at most `processes` shards running
+    over all of them; a run waits for the stages its owners compute. Returns the failed runs."""
+    owned = stage_owners(runs)
+    slots = threading.Semaphore(processes)
+    stop = threading.Event()  # Ctrl-C or SIGTERM: every pipeline cancels its shards
+    ended: set[Path] = set()
     failed: dict[int, str] = {}
-    running: dict[int, threading.Thread] = {}
     lock = threading.Lock()
-    cpus = os.cpu_count() or 1
+    cores = max(1, (os.cpu_count() or 1) // processes)
 
-    def work(index: int, cores: int) -> None:
+    def work(index: int) -> None:
         run = runs[index]
-        donors = [runs[i].run for i in sorted(needs[index])]
         try:
-            LocalPipeline(run.cfg, run.run, timeout_min=timeout_min, donors=donors, cores=cores,
-                          log=lambda line: log(f"[{run.label}] {line}")).execute(max_parallel=cores)
-        except (PipelineFailed, UserError) as error:
+            LocalPipeline(run.cfg, run.run, timeout_min=timeout_min, owners=owned[index],
+                          owner_ended=lambda owner: owner.root in ended, cores=cores, slots=slots, stop=stop,
+                          log=lambda line: log(f"[{run.label}] {line}")).execute(max_parallel=processes)
+        except Exception as error:  # recorded; the runs waiting on this one's stages fail in turn
             with lock:
                 failed[index] = f"{run.label}: {error}"
             log(f"[{run.label}] FAILED: {error}")
         else:
-            with lock:
-                finished.add(index)
             log(f"[{run.label}] finished")
+        finally:
+            with lock:
+                ended.add(run.run.root)
 
-    pending = list(range(len(runs)))
-    while pending or running:
-        for index in [i for i, t in running.items() if not t.is_alive()]:
-            running.pop(index)  # its thread recorded it as finished or failed before ending
-        with lock:
-            for index in [i for i in pending if needs[i] & failed.keys()]:
-                pending.remove(index)
-                failed[index] = f"{runs[index].label}: not started: {', '.join(runs[i].label for i in sorted(needs[index] & failed.keys()))} failed"
-            ready = [i for i in pending if needs[i] <= finished]
-        if pending and not running and not ready:  # owners come first in the plan: cannot happen
-            raise RuntimeError("study plan has runs waiting on runs that never start")
-        while ready and len(running) < parallel:
-            index = ready.pop(0)
-            pending.remove(index)
-            # Share the cores among the runs going now: the first run, alone, gets all of them.
-            cores = max(1, cpus // min(parallel, len(running) + 1 + len(ready)))
-            thread = threading.Thread(target=work, args=(index, cores), name=runs[index].label, daemon=True)
-            running[index] = thread
+    threads = [threading.Thread(target=work, args=(i,), name=r.label, daemon=True) for i, r in enumerate(runs)]
+    try:
+        for thread in threads:
             thread.start()
-        time.sleep(POLL_SECONDS)
+        while any(thread.is_alive() for thread in threads):
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        raise
     return failed
 
 
@@ -151,6 +144,6 @@ def run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path,
     shared = len({p for r in runs for p in r.prints.values()})
     total = sum(len(r.prints) for r in runs)
     log(f"{len(runs)} runs ({len(study.strategies)} strategies x seeds {seeds}): {total} stages, {shared} to compute")
-    failed = execute(runs, study.parallel_runs, log)
+    failed = execute(runs, study.processes or os.cpu_count() or 1, log)
     return write_study_report(study_dir), failed
 

@@ -47,9 +47,19 @@ class ToyModelConfig:
     max_values: int = 10
     eval_examples: int = 300
     prompts: int = 512
+    # Each head's output is dropped with this probability during training (per example and
+    # layer): the model must spread its copying over many heads (a distributed-retrieval toy).
+    head_dropout: float = 0.0
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.head_dropout:  # added later: unset, it leaves the hashes of earlier recipes alone
+            del data["head_dropout"]
+        return data
+
+    def validate(self, key: str) -> None:
+        if not 0 <= self.head_dropout < 1:
+            raise ConfigError(f"{key}.head_dropout must be within [0, 1), got {self.head_dropout}")
 
 
 @dataclass
@@ -342,7 +352,7 @@ class StudyConfig:
     # Keys one strategy's runs set differently ("section.key=value"), e.g. a sampling temperature
     # at which two samples of the normal model can differ at all (win-lose-pair on the toy).
     overrides: dict[str, list[str]] = field(default_factory=dict)
-    parallel_runs: int = 2  # runs at once, sharing the machine's cores
+    processes: int = 0  # shards running at once over all runs (0: one per CPU core)
 
     def validate(self, key: str) -> None:
         from retmask.strategies import STRATEGIES
@@ -355,7 +365,8 @@ class StudyConfig:
             raise ConfigError(f"{key}: seeds {sorted(overlap)} are also development seeds; the report's seeds must "
                               "be others than the ones hyper-parameters were chosen on")
         _choice(key, "metric", self.metric, ("rouge_recall", "accuracy"))
-        _positive(key, "parallel_runs", self.parallel_runs)
+        if self.processes < 0:
+            raise ConfigError(f"{key}.processes must be >= 0 (0: one per CPU core), got {self.processes}")
         for name in self.overrides:
             _choice(key, "overrides", name, tuple(self.strategies))
 

@@ -99,6 +99,20 @@ def build_model(recipe: ToyModelConfig, vocab_size: int, tokenizer) -> LlamaForC
     return LlamaForCausalLM(config)
 
 
+def add_head_dropout(model: LlamaForCausalLM, rate: float, head_dim: int) -> list:
+    """Drop each head's output with probability `rate` (per example and layer; survivors scaled by
+    1 / (1 - rate)) at the input of o_proj, where heads are still apart. Returns the hook handles."""
+    def hook(module, args):
+        (hidden,) = args
+        if not module.training:
+            return None
+        batch, seq, width = hidden.shape
+        keep = (torch.rand(batch, 1, width // head_dim, 1) >= rate).to(hidden.dtype) / (1 - rate)
+        return (hidden.view(batch, seq, -1, head_dim) * keep).view(batch, seq, width)
+
+    return [layer.self_attn.o_proj.register_forward_pre_hook(hook) for layer in model.model.layers]
+
+
 PROGRESS_EVERY = 50  # steps between progress reports (about 15 s on 2 cores)
 
 
@@ -109,6 +123,7 @@ def train_toy_model(recipe: ToyModelConfig, out_dir: Path, on_progress: Callable
     rng = random.Random(recipe.seed)
     tokenizer = build_tokenizer()
     model = build_model(recipe, len(tokenizer), tokenizer)
+    hooks = add_head_dropout(model, recipe.head_dropout, recipe.head_dim) if recipe.head_dropout else []
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, recipe))
@@ -136,6 +151,8 @@ def train_toy_model(recipe: ToyModelConfig, out_dir: Path, on_progress: Callable
             raise RuntimeError(f"toy model training diverged at step {step} (loss {loss.item()})")
 
     model.eval()
+    for handle in hooks:
+        handle.remove()
     summary = {
         "recipe": recipe.to_dict(),
         "train_seconds": round(time.perf_counter() - started, 1),

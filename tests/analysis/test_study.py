@@ -3,7 +3,7 @@ are computed from the files, and a strategy that did not run is said not to have
 from pathlib import Path
 
 from analysis.study import summary_lines, write_study_report
-from retmask.io import read_json, write_json
+from retmask.io import read_json, write_json, write_jsonl
 
 LENGTHS = (32, 64, 96, 128)  # long band: 96 and 128
 
@@ -31,13 +31,18 @@ def _write_run(root: Path, strategy: str, seed: int, long_recall: float, masked_
     untrained = [_entry("base", _flat(0.95, 0.40)), _entry("ablated", _flat(0.10, 0.05))]
     untrained += [_entry(f"random_control_{i}", _flat(0.85 + 0.02 * i, 0.4)) for i in range(3)]
     untrained += [_entry(f"random_any_control_{i}", _flat(0.60 + 0.05 * i, 0.3)) for i in range(3)]
-    write_json(run / "stages/evaluate_base/niah.json", untrained)
     write_json(run / "stages/evaluate/niah.json", untrained + [_entry("trained", _flat(0.95, long_recall))])
     write_json(run / "stages/evaluate/retrieval_change.json",
                {"masked_mean_delta": masked_delta, "other_mean_delta": 0.0, "per_head": {}})
     write_json(run / "stages/merge_scores/summary.json", {"ranked": [["L3-H1", 0.9], ["L0-H0", 0.1]]})
     write_json(run / "stages/select_heads/heads.json", {"heads": ["L3-H1"], "retrieval_heads": ["L3-H1"]})
     (run / "config.yaml").write_text("name: x\nselection:\n  tau: 0.5\n")
+    learned = strategy != "sft"  # a run whose margins stayed flat: its training learned nothing
+    write_json(run / "stages/pairs/statistics.json", {"prompts": 128, "pairs": 128})
+    write_json(run / "stages/train/summary.json", {"trainer": "dpo", "global_step": 8})
+    write_jsonl(run / "stages/train/train_log.jsonl",
+                [{"step": step, "loss": 0.69, "rewards/margins": 0.1 * step * learned,
+                  "rewards/accuracies": 1.0 if learned else 0.5} for step in range(1, 9)])
     return {"strategy": strategy, "seed": seed, "run_dir": str(run)}
 
 
@@ -67,6 +72,9 @@ def test_clear_gains_answer_yes_and_missing_strategies_say_not_run(tmp_path):
     index = (study / "report/index.md").read_text()
     assert "| retrieval-mask | " in index and "0.610 [" in index  # the long-band mean over seeds 1-3
     assert (study / "report/table1_by_length.png").is_file() and (study / "report/figure5_retrieval_change.png").is_file()
+    c5 = next(c for c in read_json(study / "report/study_results.json")["claims"] if c["key"] == "C5")
+    assert "(did not learn: sft seed 1, sft seed 2, sft seed 3)" in c5["evidence"][0]
+    assert "| sft | 2 | " in index and "did NOT learn" in index
     lines = summary_lines(study)
     assert any(line.startswith("C6 not run") for line in lines)
 
