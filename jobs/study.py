@@ -1,11 +1,11 @@
 """`retmask study`: a strategy x seed grid of runs on this machine, then the study report.
 
-Every run is an ordinary run directory under `<study>/runs/`. A stage whose fingerprint another
-run already has is computed once, by the first run in the plan that has it (its owner), and the
-others take its finished outputs (`LocalPipeline(donors=...)`): detection, head scores and the
-untrained models' NIAH once for the study, chosen samples once per seed, each mask once per
-strategy. A run starts when the owners of its shared stages have finished; up to
-`study.parallel_runs` run at once, sharing the cores.
+Every run is an ordinary run directory under `<study>/runs/`. A stage whose fingerprint an
+earlier run of the plan also has is computed once, by that run (its owner); the others wait for
+it there and take its finished outputs (`LocalPipeline(owners=...)`): detection, head scores and
+the untrained models' NIAH once for the study, chosen samples once per seed, each mask once per
+strategy. Every run goes at once, each in a thread; the shards of all of them share
+`study.processes` process slots.
 """
 from __future__ import annotations
 
