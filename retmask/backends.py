@@ -44,9 +44,11 @@ class HFBackend:
     def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
         from retmask.generation import generate
 
+        # Temperature 0 is greedy decoding, as in vLLM.
         return generate(self.model, self.tokenizer, prompts, self.chat_template_kwargs,
-                        max_new_tokens=sampling.max_new_tokens, batch_size=self.batch_size, do_sample=True,
-                        temperature=sampling.temperature, top_p=sampling.top_p, seed=seeds[0])
+                        max_new_tokens=sampling.max_new_tokens, batch_size=self.batch_size,
+                        do_sample=sampling.temperature > 0, temperature=sampling.temperature, top_p=sampling.top_p,
+                        seed=seeds[0])
 
 
 def check_reads_masked_file_last(iterator) -> None:

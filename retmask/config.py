@@ -191,6 +191,7 @@ class JudgeConfig:
 
     kind: str = "reference"
     path: str = ""  # the judge model's local checkpoint (kind: model)
+    backend: str = "hf"  # hf or vllm, as synthesis.backend
     dtype: str = "bfloat16"
     template: str = DEFAULT_JUDGE_TEMPLATE
     max_new_tokens: int = 512
@@ -198,6 +199,7 @@ class JudgeConfig:
 
     def validate(self, key: str) -> None:
         _choice(key, "kind", self.kind, ("reference", "model"))
+        _choice(key, "backend", self.backend, ("hf", "vllm"))
         if "{question}" not in self.template or "{answer}" not in self.template:
             raise ConfigError(f"{key}.template must contain {{question}} and {{answer}}, got {self.template!r}")
 

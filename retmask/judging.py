@@ -2,8 +2,8 @@
 judge rates higher is chosen, the other rejected; a tie makes no pair.
 
 Two judges: `ReferenceJudge` scores a response by the ROUGE-1 recall of the prompt's reference
-answer (prompt sets that carry references, as the toy's); `ModelJudge` asks a local chat model to
-rate each response on a 1-10 scale with a single-answer grading prompt (the paper used
+answer (prompt sets that carry references, as the toy's); `ModelJudge` asks a local chat model (HF or
+vLLM) to rate each response on a 1-10 scale with a single-answer grading prompt (the paper used
 Gemma-3-27B-IT) and reads the rating it writes as "[[N]]".
 """
 from __future__ import annotations
@@ -70,22 +70,24 @@ class ReferenceJudge:
 
 
 class ModelJudge:
-    def __init__(self, path: str, dtype: str, template: str, max_new_tokens: int, batch_size: int):
-        from retmask.generation import load_model
+    """A local judge model through the synthesis backends (HF or vLLM), decoding greedily."""
 
-        self.model, self.tokenizer = load_model(path, dtype)
+    def __init__(self, path: str, dtype: str, template: str, max_new_tokens: int, batch_size: int,
+                 backend: str = "hf"):
+        from retmask.backends import make_backend
+
+        self.backend = make_backend(backend, path, dtype, batch_size)
         self.template = template
         self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
 
     def score(self, items: list[tuple[list[dict], str, str | None]]) -> list[float | None]:
-        from retmask.generation import generate_ids, render_prompts
+        from retmask.config import SamplingConfig
 
         prompts = [[{"role": "user", "content": self.template.format(question=question_text(messages),
                                                                      answer=response)}]
                    for messages, response, _ in items]
-        outputs = generate_ids(self.model, self.tokenizer, render_prompts(self.tokenizer, prompts),
-                               max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        greedy = SamplingConfig(temperature=0.0, max_new_tokens=self.max_new_tokens)
+        outputs = self.backend.generate(prompts, greedy, [0] * len(prompts))
         return [parse_rating(output.text) for output in outputs]
 
 
@@ -93,4 +95,4 @@ def make_judge(cfg):
     """The judge a JudgeConfig describes."""
     if cfg.kind == "reference":
         return ReferenceJudge()
-    return ModelJudge(cfg.path, cfg.dtype, cfg.template, cfg.max_new_tokens, cfg.batch_size)
+    return ModelJudge(cfg.path, cfg.dtype, cfg.template, cfg.max_new_tokens, cfg.batch_size, cfg.backend)
