@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from jobs.evaluate import untrained_model_count
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint
-from retmask.strategies import get_strategy
+from retmask.strategies import CONTROL_RULES, get_strategy
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
     stages += [
         Stage("detect", "jobs.detect:run", toy, ("model", "detection"), lambda c: c.detection.shards),
         Stage("merge_scores", "jobs.merge_scores:run", ("detect",), ("selection",)),  # its summary counts heads >= tau
-        Stage("select_heads", "jobs.select_heads:run", ("merge_scores",), ("selection", "strategy")),
+        # control_seed decides only a control strategy's draw: other strategies share their mask.
+        Stage("select_heads", "jobs.select_heads:run", ("merge_scores",),
+              ("selection", "strategy") + (("control_seed",) if strategy.mask_rule in CONTROL_RULES else ())),
     ]
     if strategy.mask_rule:
         stages.append(Stage("mask", "jobs.mask:run", ("select_heads",)))

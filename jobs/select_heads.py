@@ -21,7 +21,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     if strategy.mask_rule in (None, "selection"):
         masked = retrieval if strategy.mask_rule else None
     else:  # a control: as many heads as the retrieval set, drawn by the strategy's rule
-        masked = select_heads(scores, strategy.mask_rule, s.tau, seed=s.seed, retrieval=retrieval.heads)
+        masked = select_heads(scores, strategy.mask_rule, s.tau, seed=cfg.control_seed, retrieval=retrieval.heads)
     write_json(run.stage_dir("select_heads") / "heads.json", {
         "strategy": cfg.strategy,
         "heads": masked.heads if masked else [],

@@ -298,6 +298,9 @@ class ExperimentConfig:
     name: str = ""
     run_dir: str = ""  # default: runs/<name>
     strategy: str = "retrieval-mask"  # or a baseline: see retmask.strategies
+    # Seed of the heads a control strategy (random-mask, non-retrieval-mask) draws to mask; a
+    # study sets it to each run's seed, so its interval covers the draws too.
+    control_seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     rejected_model: ModelConfig = field(default_factory=ModelConfig)  # for strategy smaller-model
     toy_model: ToyModelConfig | None = None
@@ -391,12 +394,12 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig
 
 def study_run_config(experiment: dict, base: Path, name: str, strategy: str, seed: int,
                      rejected_model: str = "", overrides: list[str] = ()) -> ExperimentConfig:
-    """One run of a study: the experiment with its strategy, its seed (synthesis and training)
-    and the strategy's own overrides."""
+    """One run of a study: the experiment with its strategy, its seed (synthesis, training and a
+    control strategy's head draw) and the strategy's own overrides."""
     import copy
 
     data = copy.deepcopy(experiment)
-    data.update(name=name, strategy=strategy, run_dir="")
+    data.update(name=name, strategy=strategy, run_dir="", control_seed=seed)
     data.setdefault("synthesis", {}).setdefault("sampling", {})["seed"] = seed
     data.setdefault("train", {})["seed"] = seed
     if rejected_model:

@@ -36,6 +36,10 @@ STRATEGIES = {
 }
 
 
+# Mask rules of the control strategies: heads drawn at random (by ExperimentConfig.control_seed).
+CONTROL_RULES = ("random", "non_retrieval")
+
+
 def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
         raise UserError(f"strategy {name!r}: expected one of {', '.join(STRATEGIES)}")

@@ -29,3 +29,14 @@ def test_shard_counts_come_from_the_config():
     stages = {s.name: s for s in build_stages(config(detection={"shards": 3}))}
     cfg = config(detection={"shards": 3})
     assert stages["detect"].shards(cfg) == 3 and stages["merge_scores"].shards(cfg) == 1
+
+
+def test_the_control_seed_redraws_only_a_control_strategys_mask():
+    def changed(strategy: str) -> set[str]:
+        one, other = config(strategy=strategy), config(strategy=strategy, control_seed=7)
+        a, b = stage_fingerprints(one, build_stages(one)), stage_fingerprints(other, build_stages(other))
+        return {name for name in a if a[name] != b[name]}
+
+    assert changed("retrieval-mask") == set()  # its mask is the retrieval set, whatever the seed
+    assert {"select_heads", "mask", "synthesize_rejected", "train"} <= changed("random-mask")
+    assert not changed("random-mask") & {"detect", "merge_scores", "evaluate_base", "synthesize_chosen"}
