@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -109,8 +110,13 @@ def _submit(cfg, args, until: str | None) -> int:
     check_against_scheduler(profile)  # before anything is written
     run = record_config(cfg)
     control.submit(cfg, run, profile, force=args.force, until=until)
-    print(f"queued; follow with: retmask status {run.root}")
+    print(follow_hint(run.root))
     return 0
+
+
+def follow_hint(run_root: Path) -> str:
+    """What to type next, pasteable as printed: the path quoted for the shell."""
+    return f"queued; follow with: retmask status {shlex.quote(str(run_root))}"
 
 
 def _run_of(path: str):

@@ -33,9 +33,15 @@ def check_inputs(cfg: ExperimentConfig) -> int | None:
 
     from transformers import AutoTokenizer
 
+    from retmask.config import ConfigError
+
     if not (Path(cfg.model.path) / "config.json").is_file():
         return None
-    return len(detection_instances(cfg, AutoTokenizer.from_pretrained(cfg.model.path)))
+    count = len(detection_instances(cfg, AutoTokenizer.from_pretrained(cfg.model.path)))
+    if cfg.detection.shards > count:  # the extra array tasks would start only to find no work
+        raise ConfigError(f"detection.shards: {cfg.detection.shards} shards for {count} NIAH instances; give at "
+                          f"most {count}")
+    return count
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:

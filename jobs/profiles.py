@@ -63,6 +63,11 @@ class ClusterProfile:
             raise ConfigError(f"{key}.gpu_request: {self.gpu_request!r} is not one of gres, gpus_per_node")
         if "default" not in self.time_limit_min:
             raise ConfigError(f"{key}.time_limit_min needs a 'default' entry (minutes)")
+        for stage, minutes in self.time_limit_min.items():
+            # SLURM reads 0 as UNLIMITED and wraps negatives into years: neither is meant.
+            if minutes < 1:
+                raise ConfigError(f"{key}.time_limit_min.{stage}: {minutes} minutes; give a positive number of "
+                                  "minutes")
         for stage, gpus in self.gpus_per_task.items():
             if stage not in PER_TASK_GPU_STAGES:
                 raise ConfigError(f"{key}.gpus_per_task: {stage!r} is not one of {', '.join(PER_TASK_GPU_STAGES)} "

@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+from retmask.errors import UserError
 from retmask.io import read_json, write_json, write_text
 
 
@@ -131,7 +132,14 @@ class RunDir:
         return [read_json(path)["seconds"] for path in sorted(done_dir.glob("*.json"))]
 
     def read_manifest(self) -> dict:
-        return read_json(self.manifest_path) if self.manifest_path.is_file() else {"stages": {}}
+        if not self.manifest_path.is_file():
+            return {"stages": {}}
+        try:
+            return read_json(self.manifest_path)
+        except ValueError as error:  # retmask replaces it atomically: something else cut or edited it
+            raise UserError(f"{self.manifest_path} is not valid JSON ({error}); it records the run's jobs. "
+                            "Restore it, or move it aside and submit the run again: finished shards are "
+                            "kept (their done markers are on disk)") from None
 
     def write_manifest(self, manifest: dict) -> None:
         write_json(self.manifest_path, manifest)

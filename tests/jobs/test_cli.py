@@ -80,7 +80,19 @@ def test_bad_detection_inputs_stop_before_any_job(toy_model_dir, tmp_path, capsy
     long = detect_arguments(toy_model_dir, tmp_path / "det")
     long[long.index("--lengths") + 1] = "4:8:2"
     assert main(long) == 2 and "does not fit a context of 4 tokens" in capsys.readouterr().err
+    many = detect_arguments(toy_model_dir, tmp_path / "det") + ["--shards", "1000", "--cluster", "local-slurm",
+                                                               "--dry-run"]
+    assert main(many) == 2 and "detection.shards: 1000 shards for" in capsys.readouterr().err
     assert not (tmp_path / "det").exists()
+
+
+def test_a_damaged_manifest_is_one_error_naming_the_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text('{"stages": {"detect": {"shards": 2, "do')  # cut mid-write by a full disk
+    assert main(["status", str(run), "--disk-only"]) == 2
+    error = capsys.readouterr().err
+    assert f"{run / 'manifest.json'} is not valid JSON" in error and "Traceback" not in error
 
 
 def base_model_copy(toy_model_dir, out):
@@ -115,3 +127,13 @@ def test_detect_on_a_base_model_feeds_its_bos_and_scores_the_copy_heads_1(toy_mo
     assert all(r["kept"] for r in records), [r["response"] for r in records if not r["kept"]]
     ranked = json.loads((run.stage_dir("merge_scores") / "summary.json").read_text())["ranked"]
     assert ranked[0][1] == 1.0 and ranked[0][0].startswith("3-"), ranked[:4]
+
+
+def test_the_printed_follow_up_command_pastes_into_a_shell(tmp_path):
+    import shlex
+
+    from jobs.cli import follow_hint
+
+    run = tmp_path / "runs" / "my run (2)"
+    command = follow_hint(run).split("follow with: ", 1)[1]
+    assert shlex.split(command) == ["retmask", "status", str(run)]

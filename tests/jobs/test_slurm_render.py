@@ -77,6 +77,10 @@ def test_profile_errors_come_before_anything_is_submitted():
         load_profile("abci-h200")
     with pytest.raises(ConfigError, match="unknown key; allowed keys"):
         load_profile("abci-h200", ["partiton=x"])
+    # SLURM reads a limit of 0 as UNLIMITED and wraps a negative one into thousands of days
+    for minutes in (0, -5):
+        with pytest.raises(ConfigError, match=f"time_limit_min.train: {minutes} minutes; give a positive number"):
+            load_profile("abci-h200", ["partition=p", f"time_limit_min.train={minutes}"])
 
 
 def test_gpus_per_task_names_a_gpu_stage_and_fits_the_node():
