@@ -108,8 +108,8 @@ def _submit(cfg, args, until: str | None) -> int:
         print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=until))
         return 0
     check_against_scheduler(profile)  # before anything is written
-    run = record_config(cfg)
-    control.submit(cfg, run, profile, force=args.force, until=until)
+    run = RunDir(cfg.run_dir)
+    control.submit(cfg, run, profile, force=args.force, until=until)  # writes the config once its checks pass
     print(follow_hint(run.root))
     return 0
 

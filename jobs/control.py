@@ -5,6 +5,7 @@ from collections import defaultdict
 
 from jobs.profiles import ClusterProfile, check_against_scheduler
 from jobs.scheduler import cancel as scancel
+from jobs.runner import record_config
 from jobs.slurm import SlurmPipeline
 from jobs.status import failure_groups, last_error_line, run_status, stderr_path
 from retmask.config import ConfigError, ExperimentConfig
@@ -27,10 +28,12 @@ def submit(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: b
            until: str | None = None) -> dict:
     check_against_scheduler(profile)
     pipeline = SlurmPipeline(cfg, run, profile, log, until=until)
-    plans = pipeline.plan(force=force)
+    plans = pipeline.plan(force=force)  # refuses outputs of another config before anything is written
     if not any(plan.todo for plan in plans):
         log("every stage is already done for this config; nothing submitted")
         return run.read_manifest()
+    # Only now the config the jobs read: jobs still queued from an earlier submission read it too.
+    record_config(cfg)
     return pipeline.submit(plans)
 
 

@@ -3,9 +3,9 @@ error, resume, and pairs identical to those of an unfaulted local run."""
 import time
 
 from jobs import control
-from jobs.runner import record_config
 from jobs.local import LocalPipeline
 from jobs.profiles import load_profile
+from jobs.runner import record_config
 from jobs.status import format_status, run_status
 from retmask.config import load_config
 from retmask.io import read_jsonl, write_json
@@ -28,7 +28,7 @@ def wait_until_idle(run, timeout=600):
     raise TimeoutError(format_status(*run_status(run)))
 
 
-def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_dir, tmp_path):
+def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_dir, tmp_path, capsys):
     reference = load_config(REPO / "configs" / "tiny.yaml")
     reference.run_dir = str(tmp_path / "local")
     local_run = record_config(reference)
@@ -59,6 +59,16 @@ def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_
                                                                             "pairs.jsonl")
     history = run.read_manifest()["stages"]["synthesize_chosen"]["job_history"]["1"]
     assert len(history) == 2, "the failed shard was resubmitted once, under a new job id"
+
+    # A submit with another sampling temperature is refused, and leaves the config that queued
+    # jobs of this run would read as it was.
+    from jobs.cli import main
+
+    config_before = run.config_path.read_text()
+    assert main(["submit", str(REPO / "configs" / "tiny.yaml"), "--cluster", "local-slurm", "--run-dir", str(run.root),
+                 "--until", "pairs", "--set", "synthesis.sampling.temperature=0.9"]) == 2
+    assert "written under another config" in capsys.readouterr().err
+    assert run.config_path.read_text() == config_before
 
 
 def test_gpu_request_on_a_cluster_without_gpus_is_refused_before_submission(local_slurm):
