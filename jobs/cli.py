@@ -180,7 +180,7 @@ def cmd_report(args) -> int:
 def cmd_study(args) -> int:
     from analysis.study import summary_lines
     from jobs.study import run_study
-    from retmask.config import load_study
+    from retmask.study_config import load_study
 
     study, experiment, base = load_study(args.config, args.set or [])
     study_dir = Path(args.dir or Path("runs") / (experiment.get("name") or Path(args.config).stem)).absolute()

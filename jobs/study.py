@@ -18,10 +18,11 @@ from pathlib import Path
 from jobs.local import LocalPipeline
 from jobs.pipeline import build_stages, stage_fingerprints
 from jobs.runner import record_config
-from retmask.config import ExperimentConfig, StudyConfig, study_run_config
+from retmask.config import ExperimentConfig
 from retmask.errors import UserError
 from retmask.io import write_json
 from retmask.rundir import RunDir
+from retmask.study_config import StudyConfig, study_run_config
 
 POLL_SECONDS = 0.5
 

@@ -158,9 +158,9 @@ class SynthesisConfig:
         if self.tensor_parallel_size < 0:
             raise ConfigError(f"{key}.tensor_parallel_size must be >= 0 (0: every GPU of the task), "
                               f"got {self.tensor_parallel_size}")
-        _choice(key, "backend", self.backend, ("hf", "vllm"))
-        _choice(key, "turns", self.turns, ("first", "prefix"))
-        _choice(key, "prompt_format", self.prompt_format, ("auto", "lmsys", "wildchat", "messages", "prompt"))
+        check_choice(key, "backend", self.backend, ("hf", "vllm"))
+        check_choice(key, "turns", self.turns, ("first", "prefix"))
+        check_choice(key, "prompt_format", self.prompt_format, ("auto", "lmsys", "wildchat", "messages", "prompt"))
 
 
 @dataclass
@@ -198,8 +198,8 @@ class JudgeConfig:
     batch_size: int = 8
 
     def validate(self, key: str) -> None:
-        _choice(key, "kind", self.kind, ("reference", "model"))
-        _choice(key, "backend", self.backend, ("hf", "vllm"))
+        check_choice(key, "kind", self.kind, ("reference", "model"))
+        check_choice(key, "backend", self.backend, ("hf", "vllm"))
         if "{question}" not in self.template or "{answer}" not in self.template:
             raise ConfigError(f"{key}.template must contain {{question}} and {{answer}}, got {self.template!r}")
 
@@ -249,7 +249,7 @@ class EvaluationConfig:
 
     def validate(self, key: str) -> None:
         for rule in self.control_rules:
-            _choice(key, "control_rules[]", rule, ("non_retrieval", "random"))
+            check_choice(key, "control_rules[]", rule, ("non_retrieval", "random"))
 
 
 @dataclass
@@ -267,7 +267,7 @@ class HelmetConfig:
 
     def validate(self, key: str) -> None:
         for model in self.models:
-            _choice(key, "models[]", model, ("base", "trained"))
+            check_choice(key, "models[]", model, ("base", "trained"))
         if self.path and not (Path(self.path).expanduser() / "eval.py").is_file():
             raise ConfigError(f"{key}.path: {self.path} is not a HELMET checkout (no eval.py); give the path of "
                               "your clone of princeton-nlp/HELMET with its data downloaded")
@@ -337,79 +337,7 @@ class ExperimentConfig:
         return fingerprint({name: data[name] for name in sections})
 
 
-@dataclass
-class StudyConfig:
-    """A strategy x seed grid over one experiment (`retmask study`). Stages that depend on neither
-    strategy nor seed run once and are shared; a seed is the synthesis and training seed."""
-
-    strategies: list[str] = field(default_factory=lambda: [
-        "retrieval-mask", "random-mask", "non-retrieval-mask", "smaller-model", "sft", "win-lose-pair"])
-    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])  # the seeds the report's numbers come from
-    # Hyper-parameters were chosen on these and then fixed; `retmask study --development` runs them.
-    development_seeds: list[int] = field(default_factory=lambda: [0])
-    # Evaluation lengths at or above this are the long band (beyond the lengths trained on); those
-    # below it are the short band, where ablation (claim C1) is measured.
-    long_from: int = 96
-    metric: str = "rouge_recall"  # or accuracy: what the claims compare
-    # The smaller-model strategy's rejected source on the toy: a smaller recipe (empty: use
-    # rejected_model.path of the experiment).
-    smaller_toy_model: ToyModelConfig | None = None
-    # Keys one strategy's runs set differently ("section.key=value"), e.g. a sampling temperature
-    # at which two samples of the normal model can differ at all (win-lose-pair on the toy).
-    overrides: dict[str, list[str]] = field(default_factory=dict)
-    processes: int = 0  # shards running at once over all runs (0: one per CPU core)
-
-    def validate(self, key: str) -> None:
-        from retmask.strategies import STRATEGIES
-
-        for name in self.strategies:
-            _choice(key, "strategies[]", name, tuple(STRATEGIES))
-        if not self.seeds:
-            raise ConfigError(f"{key}.seeds: give at least one seed (three or more for intervals)")
-        if overlap := set(self.seeds) & set(self.development_seeds):
-            raise ConfigError(f"{key}: seeds {sorted(overlap)} are also development seeds; the report's seeds must "
-                              "be others than the ones hyper-parameters were chosen on")
-        _choice(key, "metric", self.metric, ("rouge_recall", "accuracy"))
-        if self.processes < 0:
-            raise ConfigError(f"{key}.processes must be >= 0 (0: one per CPU core), got {self.processes}")
-        for name in self.overrides:
-            _choice(key, "overrides", name, tuple(self.strategies))
-
-
-def load_study(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig, dict, Path]:
-    """A study file: an experiment config with a `study` section. Returns the study, the
-    experiment's mapping (each run applies its strategy and seed to it, then validates it), and
-    the folder relative paths are read from."""
-    path = Path(path)
-    data = read_yaml_mapping(path, "study file")
-    for assignment in overrides:
-        apply_override(data, assignment)
-    if "study" not in data:
-        raise ConfigError(f"{path}: no `study` section; a study file is an experiment config plus a study section "
-                          "(strategies, seeds, development_seeds, ...)")
-    study = from_dict(StudyConfig, data.pop("study") or {}, key="study")
-    study.validate("study")
-    return study, data, path.parent
-
-
-def study_run_config(experiment: dict, base: Path, name: str, strategy: str, seed: int,
-                     rejected_model: str = "", overrides: list[str] = ()) -> ExperimentConfig:
-    """One run of a study: the experiment with its strategy, its seed (synthesis, training and a
-    control strategy's head draw) and the strategy's own overrides."""
-    import copy
-
-    data = copy.deepcopy(experiment)
-    data.update(name=name, strategy=strategy, run_dir="", control_seed=seed)
-    data.setdefault("synthesis", {}).setdefault("sampling", {})["seed"] = seed
-    data.setdefault("train", {})["seed"] = seed
-    if rejected_model:
-        data["rejected_model"] = {**data.get("rejected_model", {}), "path": rejected_model}
-    for assignment in overrides:
-        apply_override(data, assignment)
-    return resolve(from_dict(ExperimentConfig, data), base=base)
-
-
-def _choice(key: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+def check_choice(key: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}.{name}: {value!r} is not one of {', '.join(allowed)}")
 

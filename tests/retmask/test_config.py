@@ -98,34 +98,3 @@ def test_prompts_leave_room_for_the_response_within_max_model_len():
     assert synthesis.prompt_token_limit() == 1000
     with pytest.raises(ConfigError, match="synthesis.max_model_len .* must exceed sampling.max_new_tokens"):
         load_config(REPO / "configs" / "tiny.yaml", ["synthesis.max_model_len=10"])
-
-
-def test_the_shipped_study_loads_and_its_runs_take_their_strategy_and_seed():
-    from retmask.config import load_study, study_run_config
-
-    study, experiment, base = load_study(REPO / "configs" / "toy-study.yaml")
-    assert len(study.seeds) >= 3 and not set(study.seeds) & set(study.development_seeds)
-    assert {"retrieval-mask", "random-mask", "non-retrieval-mask", "smaller-model", "sft",
-            "win-lose-pair"} <= set(study.strategies)
-    cfg = study_run_config(experiment, base, "s", "win-lose-pair", 7)
-    assert (cfg.strategy, cfg.synthesis.sampling.seed, cfg.train.seed) == ("win-lose-pair", 7, 7)
-    assert experiment["strategy" if "strategy" in experiment else "name"] != "s"  # the study's mapping is untouched
-
-
-@pytest.mark.parametrize("change, message", [
-    ("study.seeds=[0, 1]", "seeds \\[0\\] are also development seeds"),
-    ("study.strategies=[retmask]", "study.strategies\\[\\]: 'retmask' is not one of"),
-    ("study.metric=bleu", "study.metric: 'bleu' is not one of rouge_recall, accuracy"),
-])
-def test_a_study_that_would_mislead_is_refused(change, message):
-    from retmask.config import load_study
-
-    with pytest.raises(ConfigError, match=message):
-        load_study(REPO / "configs" / "toy-study.yaml", [change])
-
-
-def test_a_config_without_a_study_section_is_not_a_study():
-    from retmask.config import load_study
-
-    with pytest.raises(ConfigError, match="no `study` section"):
-        load_study(REPO / "configs" / "tiny.yaml")
