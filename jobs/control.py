@@ -1,7 +1,13 @@
 """Operating a submitted run from a login node: submit, resume, cancel, logs."""
 from __future__ import annotations
 
+import fcntl
+import os
+import shlex
+import socket
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from jobs.profiles import ClusterProfile, check_against_scheduler
 from jobs.scheduler import cancel as scancel
@@ -9,32 +15,85 @@ from jobs.runner import record_config
 from jobs.slurm import SlurmPipeline
 from jobs.status import failure_groups, last_error_line, run_status, stderr_path
 from retmask.config import ConfigError, ExperimentConfig
+from retmask.errors import UserError
 from retmask.rundir import RunDir
 
 
 def dry_run(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, until: str | None = None) -> str:
-    """Every stage's sbatch script, dependencies named by stage; nothing is written or submitted."""
+    """The job graph, then every job's sbatch script, dependencies named by job; nothing is
+    written or submitted."""
+    from jobs.units import direct_waits
+
     pipeline = SlurmPipeline(cfg, run, profile, until=until)
-    texts = []
-    for stage in pipeline.stages:
-        dependency = "afterok:" + ":".join(f"<{d} job>" for d in stage.depends) if stage.depends else None
-        shards = stage.shards(cfg)
-        texts.append(f"# ===== stage {stage.name}: {shards} shard(s) =====\n"
-                     + pipeline.render(stage, shards, dependency))
+    texts = [pipeline.graph()]
+    for unit in pipeline.units:
+        waits = direct_waits(pipeline.units, unit)
+        dependency = "afterok:" + ":".join(f"<{name} job>" for name in waits) if waits else None
+        shards = unit.stage.shards(cfg)
+        texts.append(f"# ===== job {unit.name}: {shards} task(s) =====\n" + pipeline.render(unit, shards, dependency))
     return "\n".join(texts)
+
+
+@contextmanager
+def one_submitter(run: RunDir) -> Iterator[None]:
+    """One `submit` or `resume` at a time on a run directory: two at once would each queue the
+    jobs the other has not recorded yet. A POSIX lock (held across NFS clients) on a file that
+    names its holder; a run directory made only for the lock is removed again on refusal."""
+    created = not run.root.exists()
+    run.root.mkdir(parents=True, exist_ok=True)
+    path = run.root / ".submit.lock"
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(f"{holder} is submitting or resuming {run.root} right now; wait for it to finish, then "
+                            f"follow with `retmask status {shlex.quote(str(run.root))}`") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"retmask (pid {os.getpid()} on {socket.gethostname()})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+        if created and [entry.name for entry in run.root.iterdir()] == [path.name]:
+            path.unlink()
+            run.root.rmdir()
+
+
+def live_jobs(run: RunDir) -> list[str]:
+    """Job ids of the run still queued or running, as the scheduler says."""
+    if not run.manifest_path.is_file():
+        return []
+    stages, _ = run_status(run)
+    return [s.job_id for stage in stages for s in stage.states
+            if s.state in ("running", "pending", "blocked") and s.job_id]
 
 
 def submit(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: bool = False, log=print,
            until: str | None = None) -> dict:
     check_against_scheduler(profile)
-    pipeline = SlurmPipeline(cfg, run, profile, log, until=until)
-    plans = pipeline.plan(force=force)  # refuses outputs of another config before anything is written
-    if not any(plan.todo for plan in plans):
-        log("every stage is already done for this config; nothing submitted")
-        return run.read_manifest()
-    # Only now the config the jobs read: jobs still queued from an earlier submission read it too.
-    record_config(cfg)
-    return pipeline.submit(plans)
+    with one_submitter(run):
+        live = live_jobs(run)
+        if live:
+            quoted = shlex.quote(str(run.root))
+            raise UserError(f"{run.root} already has {len(live)} job(s) queued or running ({', '.join(live[:5])}"
+                            f"{', ...' if len(live) > 5 else ''}); a second submit would run them twice. Follow them "
+                            f"with `retmask status {quoted}`, resubmit what failed with `retmask resume {quoted}`, "
+                            f"or withdraw them with `retmask cancel {quoted}` first")
+        pipeline = SlurmPipeline(cfg, run, profile, log, until=until)
+        plans = pipeline.plan(force=force)  # refuses outputs of another config before anything is written
+        if not any(plan.todo for plan in plans):
+            log("every stage is already done for this config; nothing submitted")
+            return run.read_manifest()
+        # Only now the config the jobs read: jobs still queued from an earlier submission read it too.
+        record_config(cfg)
+        return pipeline.submit(plans)
 
 
 def _scaled(value: str | int, factor: float) -> str | int:
@@ -48,6 +107,12 @@ def resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: b
            time_factor: float = 1.0, mem_factor: float = 1.0, log=print) -> dict:
     """Resubmit only failed or missing shards and unfinished stages; downstream jobs wait for the new
     ids and for whatever is still queued or running. Refuses outputs of another config unless `force`."""
+    with one_submitter(run):
+        return _resume(cfg, run, profile, force, time_factor, mem_factor, log)
+
+
+def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: bool, time_factor: float,
+            mem_factor: float, log) -> dict:
     manifest = run.read_manifest()
     if manifest.get("executor") != "slurm":
         raise ConfigError(f"{run.root} was not submitted to SLURM; rerun `retmask run` on it to resume locally")

@@ -16,11 +16,8 @@ from submitit.helpers import Checkpointable
 from jobs.profiles import ClusterProfile
 from retmask.config import ExperimentConfig
 
-RDZV_PORT = 29500
-
-
 def accelerate_command(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str, machine_rank: str,
-                       main_host: str, port: int) -> list[str]:
+                       main_host: str, port: int | str) -> list[str]:
     nodes, gpus = profile.train_nodes, profile.gpus_per_node
     command = ["accelerate", "launch", "--num_machines", str(nodes), "--num_processes", str(nodes * gpus),
                "--machine_rank", machine_rank, "--main_process_ip", main_host, "--main_process_port", str(port),
@@ -40,7 +37,7 @@ def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: st
     from retmask.training import gradient_accumulation
 
     command = accelerate_command(cfg, profile, run_root, "$SLURM_NODEID", "<first host of $SLURM_JOB_NODELIST>",
-                                 RDZV_PORT)
+                                 "<a free port of the first host>")
     gpus = profile.train_nodes * profile.gpus_per_node
     t = cfg.train
     steps = gradient_accumulation(t.global_batch_size, t.per_device_batch_size, gpus)
@@ -55,29 +52,58 @@ def _first_host() -> str:
     return out.stdout.split()[0]
 
 
+def rendezvous_port(run, rank: str, timeout_s: float = 600) -> int:
+    """A port free on the first node, chosen there and shared through the run directory: a fixed
+    port collides with another job's rendezvous on a shared node. Keyed by job and restart, so a
+    requeued job never reads its previous attempt's port."""
+    import socket
+
+    from retmask.io import write_text
+
+    key = f"{os.environ.get('SLURM_JOB_ID', 'local')}-{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+    path = run.log_dir("train") / f"rendezvous-{key}.port"
+    if rank == "0":
+        with socket.socket() as probe:
+            probe.bind(("", 0))
+            port = probe.getsockname()[1]
+        write_text(path, str(port))
+        return port
+    deadline = time.time() + timeout_s
+    while not path.is_file():
+        if time.time() > deadline:
+            raise TimeoutError(f"node 0 of the training job did not publish its rendezvous port in {path}")
+        time.sleep(1)
+    return int(path.read_text())
+
+
 class TrainingLaunch(Checkpointable):
     """The training job as a whole: requeued by submitit on time limit or preemption, it
     resumes from the latest checkpoint (see jobs/train.py)."""
 
+    def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = ()):
+        self.before, self.after = tuple(before), tuple(after)  # light stages hosted (jobs/units.py)
+
     def __call__(self, run_root: str) -> str:
-        return launch_training(run_root)
+        return launch_training(run_root, self.before, self.after)
 
 
-def launch_training(run_root: str) -> str:
+def launch_training(run_root: str, before=(), after=()) -> str:
     """Runs on every node of the training job (one task per node)."""
     from jobs.pipeline import build_stages, stage_fingerprints
     from jobs.profiles import ClusterProfile
-    from jobs.runner import load_run_config
+    from jobs.runner import load_run_config, run_light_stages
     from retmask.rundir import RunDir
 
     run = RunDir(run_root)
+    run_light_stages(run, before, only_when_ready=False)  # every node: the first computes, the rest wait
     cfg = load_run_config(run)
     profile = ClusterProfile(**{k: v for k, v in run.read_manifest()["profile"].items()})
     rank = os.environ["SLURM_NODEID"]  # read here, on this node
-    port = RDZV_PORT + int(os.environ.get("SLURM_JOB_ID", "0")) % 1000
+    port = rendezvous_port(run, rank)
     started = time.perf_counter()
     subprocess.run(accelerate_command(cfg, profile, run_root, rank, _first_host(), port), check=True)
     if rank == "0":
         stages = build_stages(cfg)
         run.mark_done("train", 0, stage_fingerprints(cfg, stages)["train"], time.perf_counter() - started)
+        run_light_stages(run, after, only_when_ready=True)
     return "done"

@@ -31,6 +31,13 @@ class ClusterProfile:
     partition: str = ""
     account: str = ""
     qos: str = ""
+    # A partition for CPU-only jobs, where the site has one (its account defaults to `account`;
+    # QoS names are often per partition, so cpu_qos does not default to `qos`). Without it the
+    # light stages ride inside the GPU jobs (jobs/units.py) and no CPU-only job is queued on the
+    # GPU partition except to finish a light stage on resume.
+    cpu_partition: str = ""
+    cpu_account: str = ""
+    cpu_qos: str = ""
     gpus_per_node: int = 0
     # GPUs of one task of a stage of PER_TASK_GPU_STAGES; unlisted stages get gpus_per_node.
     gpus_per_task: dict[str, int] = field(default_factory=dict)

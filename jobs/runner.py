@@ -56,12 +56,9 @@ def inject_fault(run: RunDir, stage: str, shard: int) -> None:
     raise RuntimeError(f"fault injected into {key} by {path}")
 
 
-def run_shard(run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:
-    """Run one shard and mark it done; a shard already done under the same fingerprint is skipped.
-
-    `threads` caps torch's CPU threads: shards sharing a machine would otherwise each start one
-    thread per core and slow each other down many times over.
-    """
+def _prepare(threads: int) -> None:
+    """`threads` caps torch's CPU threads: shards sharing a machine would otherwise each start one
+    thread per core and slow each other down many times over."""
     threads = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
     if threads:
         import torch
@@ -69,24 +66,70 @@ def run_shard(run_root: str, stage_name: str, shard: int, threads: int = 0) -> s
         torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are local paths; never reach for a hub
-    run = RunDir(Path(run_root))
-    cfg = load_run_config(run)
-    stages = build_stages(cfg)
-    stage = next(s for s in stages if s.name == stage_name)
-    stage_print = stage_fingerprints(cfg, stages)[stage_name]
-    if shard in run.done_shards(stage_name, stage_print):
+
+
+def _run_one(run: RunDir, cfg: ExperimentConfig, stages, prints: dict[str, str], stage_name: str, shard: int) -> str:
+    if shard in run.done_shards(stage_name, prints[stage_name]):
         return "already done"
+    stage = next(s for s in stages if s.name == stage_name)
     inject_fault(run, stage_name, shard)
     started = time.perf_counter()
     stage.function()(cfg, run, shard)
-    run.mark_done(stage_name, shard, stage_print, time.perf_counter() - started)
+    run.mark_done(stage_name, shard, prints[stage_name], time.perf_counter() - started)
     return "done"
 
 
-class ShardTask(Checkpointable):
-    """One shard as a SLURM job that requeues itself when it nears its time limit or is
-    preempted (submitit sends USR2, then resubmits the same call); rerun, the shard continues from
-    what it already wrote: rows for detection and synthesis, the latest checkpoint for training."""
+def run_shard(run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:
+    """Run one shard and mark it done; a shard already done under the same fingerprint is skipped."""
+    _prepare(threads)
+    run = RunDir(Path(run_root))
+    cfg = load_run_config(run)
+    stages = build_stages(cfg)
+    return _run_one(run, cfg, stages, stage_fingerprints(cfg, stages), stage_name, shard)
+
+
+def run_light_stages(run: RunDir, names: tuple[str, ...] | list[str], only_when_ready: bool) -> None:
+    """Light stages run inside a job (jobs/units.py), in order, under the run's lock: the first job
+    computes each, the others find it done. With `only_when_ready`, a stage whose inputs are not
+    all done yet is left to the job that completes them."""
+    from jobs.units import run_lock
+
+    if not names:
+        return
+    with run_lock(run):
+        cfg = load_run_config(run)  # read under the lock: the same config the stages were planned on
+        stages = build_stages(cfg)
+        prints = stage_fingerprints(cfg, stages)
+        by_name = {stage.name: stage for stage in stages}
+        for name in names:
+            if only_when_ready and not all(_complete(run, by_name[dep], cfg, prints) for dep in by_name[name].depends):
+                continue
+            _run_one(run, cfg, stages, prints, name, 0)
+
+
+def _complete(run: RunDir, stage, cfg: ExperimentConfig, prints: dict[str, str]) -> bool:
+    return len(run.done_shards(stage.name, prints[stage.name])) == stage.shards(cfg)
+
+
+def run_unit_task(run_root: str, stage_name: str, shard: int, before=(), after=(), threads: int = 0) -> str:
+    """One task of a scheduling unit: the light stages it needs first, its shard, then the light
+    stages its end may make ready."""
+    _prepare(threads)
+    run = RunDir(Path(run_root))
+    run_light_stages(run, before, only_when_ready=False)
+    result = run_shard(run_root, stage_name, shard, threads)
+    run_light_stages(run, after, only_when_ready=True)
+    return result
+
+
+class UnitTask(Checkpointable):
+    """One task of a scheduling unit as a SLURM job that requeues itself when it nears its time
+    limit or is preempted (submitit sends USR2, then resubmits the same call); rerun, it skips what
+    is done and continues from what it already wrote: rows for detection and synthesis, the latest
+    checkpoint for training."""
+
+    def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = ()):
+        self.before, self.after = tuple(before), tuple(after)
 
     def __call__(self, run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:
-        return run_shard(run_root, stage_name, shard, threads)
+        return run_unit_task(run_root, stage_name, shard, self.before, self.after, threads)

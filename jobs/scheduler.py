@@ -42,7 +42,7 @@ def job_states(job_ids: list[str]) -> tuple[dict[str, dict], str]:
     if not job_ids or not has_scheduler():
         return {}, "none"
     bases = sorted({job_id.split("_")[0] for job_id in job_ids})
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(bases), "--format=JobID,State,ExitCode"],
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(bases), "--format=JobID,State,ExitCode,Reason"],
                          capture_output=True, text=True)
     if out.returncode == 0:
         states = {}
@@ -51,8 +51,9 @@ def job_states(job_ids: list[str]) -> tuple[dict[str, dict], str]:
             if len(parts) < 3:
                 continue
             state = parts[1].split()[0] if parts[1] else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
+            reason = parts[3].strip() if len(parts) > 3 else ""
             for job_id in _expand(parts[0]):
-                states[job_id] = {"state": state, "exit_code": parts[2]}
+                states[job_id] = {"state": state, "exit_code": parts[2], **({"reason": reason} if reason else {})}
         # sacct has no pending reason, and a job submitted a moment ago may not be in the
         # accounting database yet (it would look missing, and resume would submit it twice).
         unknown = {job_id for job_id in job_ids if job_id not in states}

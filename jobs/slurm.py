@@ -1,26 +1,30 @@
-"""Submit the stage graph to SLURM through submitit: arrays for sharded stages, afterok
-dependencies, and a manifest recording the job graph, so status/resume/cancel work later from
-any shell. Submission returns as soon as everything is queued.
+"""Submit the stage graph to SLURM through submitit: one job (an array when sharded) per
+scheduling unit (jobs/units.py: heavy stages hosting the light ones), afterok dependencies, and a
+manifest recording the job graph, so status/resume/cancel work later from any shell. The manifest
+is rewritten as each job is accepted, so a submission cut short leaves no job unrecorded.
 
 Resume submits only what is neither done on disk nor still queued or running, and points the
 new jobs' dependencies at whatever upstream is still outstanding.
 """
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
 from jobs.profiles import ClusterProfile, scheduler_max_array_size
-from jobs.runner import ShardTask
+from jobs.units import Unit, is_light, scheduling_units
 from retmask.config import ConfigError, ExperimentConfig
+from retmask.errors import UserError
 from retmask.rundir import RunDir
 
 
 @dataclass
 class StagePlan:
-    stage: Stage
+    """One job to submit: a unit's shards still to do, with the light stages it hosts."""
+    unit: Unit
     fingerprint: str
     shards: int
     todo: list[int]
@@ -28,6 +32,14 @@ class StagePlan:
     job_ids: dict[int, str] = field(default_factory=dict)
     arrays: list[str] = field(default_factory=list)
     log_folder: str = ""
+
+    @property
+    def stage(self) -> Stage:
+        return self.unit.stage
+
+
+class SubmissionCut(UserError):
+    """The scheduler refused a job part way through a submission."""
 
 
 def chunks(items: list[int], size: int) -> list[list[int]]:
@@ -43,6 +55,7 @@ class SlurmPipeline:
         all_stages = build_stages(cfg)
         self.prints = stage_fingerprints(cfg, all_stages)
         self.stages = upstream_of(all_stages, until) if until else all_stages
+        self.units = scheduling_units(self.stages, cfg)
 
     # ------------------------------------------------------------------ what each job asks for
 
@@ -52,48 +65,66 @@ class SlurmPipeline:
 
     def parameters(self, stage: Stage) -> dict:
         p = self.profile
-        gpus = p.stage_gpus(stage.name)
+        gpus = p.stage_gpus(stage.name) if not is_light(stage, self.cfg) else 0
         nodes = p.train_nodes if self.uses_launcher(stage) else 1
+        cpus = p.cpus_per_gpu * gpus if gpus else p.cpus_per_task
+        on_cpus = not gpus and p.cpu_partition  # a CPU job goes to the CPU partition when the site has one
         params = {
             "job_name": f"retmask-{self.cfg.name}-{stage.name}",
-            "partition": p.partition,
+            "partition": p.cpu_partition if on_cpus else p.partition,
             "time": p.time_limit(stage.name),
             "nodes": nodes,
             "ntasks_per_node": 1,
-            "cpus_per_task": p.cpus_per_gpu * gpus if gpus else p.cpus_per_task,
+            "cpus_per_task": cpus,
             "mem": f"{p.mem_per_gpu_gb * gpus if gpus else p.mem_gb}GB",
             "signal_delay_s": p.signal_delay_s,
             "array_parallelism": p.array_parallelism,
             "setup": list(p.setup),
+            # Slurm 22.05-23.02 steps no longer inherit --cpus-per-task: give it to srun too, or
+            # with CPU binding every engine and launcher runs on one core.
+            "srun_args": ["--cpus-per-task", str(cpus)],
+            "wckey": None,  # submitit's default wckey is refused where wckeys are enforced
             **p.gpu_parameters(gpus),
         }
-        if p.account:
-            params["account"] = p.account
-        if p.qos:
-            params["qos"] = p.qos
+        if nodes > 1:
+            params["exclusive"] = True  # a multi-node run shares no node: its NCCL traffic would
+        account, qos = (p.cpu_account or p.account, p.cpu_qos) if on_cpus else (p.account, p.qos)
+        if account:
+            params["account"] = account
+        if qos:
+            params["qos"] = qos
         return params
 
-    def _function(self, stage: Stage):
+    def _function(self, unit: Unit):
         """Checkpointable callables: a job cut by its time limit or preempted is requeued."""
-        if self.uses_launcher(stage):
+        if self.uses_launcher(unit.stage):
             from jobs.launch import TrainingLaunch
 
-            return TrainingLaunch()
-        return ShardTask()
+            return TrainingLaunch(unit.before, unit.after)
+        from jobs.runner import UnitTask
+
+        return UnitTask(unit.before, unit.after)
 
     # ------------------------------------------------------------------ rendering (dry run, golden files)
 
-    def render(self, stage: Stage, shards: int, dependency: str | None = None, python: str = sys.executable,
+    def render(self, unit: Unit, shards: int, dependency: str | None = None, python: str = sys.executable,
                folder: str | None = None) -> str:
-        """The sbatch script submitit would write for this stage, without submitting anything."""
+        """The sbatch script submitit would write for this unit, without submitting anything."""
         from submitit.slurm.slurm import _make_sbatch_string
 
+        stage = unit.stage
         folder = folder or str(self.run.log_dir(stage.name) / "<attempt>")
         params = self.parameters(stage)
         if dependency:
             params["dependency"] = dependency
-        text = _make_sbatch_string(command=f"{python} -u -m submitit.core._submit {folder}", folder=folder,
-                                   map_count=shards if stage.shards(self.cfg) > 1 else None, **params)
+        text = _make_sbatch_string(command=f"{python} -u -m submitit.core._submit {shlex.quote(folder)}",
+                                   folder=folder, map_count=shards if stage.shards(self.cfg) > 1 else None, **params)
+        if unit.before or unit.after:
+            text += "\n# each task runs, under the run's lock, once per run:\n"
+            if unit.before:
+                text += f"#   before its shard: {', '.join(unit.before)}\n"
+            if unit.after:
+                text += f"#   after its shard, once their inputs are all done: {', '.join(unit.after)}\n"
         if self.uses_launcher(stage):
             from jobs.launch import describe_launch
 
@@ -102,26 +133,61 @@ class SlurmPipeline:
                                                                         str(self.run.root)).splitlines()) + "\n"
         return text
 
+    def graph(self) -> str:
+        """The jobs, what each waits for and hosts, and the scheduler waits on the critical path."""
+        from jobs.units import critical_waits, direct_waits
+
+        lines = [f"# job graph: {len(self.units)} job(s) for {len(self.stages)} stage(s)"]
+        for unit in self.units:
+            params = self.parameters(unit.stage)
+            shards = unit.stage.shards(self.cfg)
+            gpus = params.get("gres") or (f"{params['gpus_per_node']} GPU(s)" if params.get("gpus_per_node") else "no GPU")
+            line = f"#   {unit.name:<20} {shards:>4} task(s)  {params['partition']}  {gpus}"
+            waits = direct_waits(self.units, unit)
+            line += f"  after {', '.join(waits)}" if waits else ""
+            line += f"; runs first {', '.join(unit.before)}" if unit.before else ""
+            line += f"; then {', '.join(unit.after)}" if unit.after else ""
+            lines.append(line)
+        waits = critical_waits(self.units, "detect" if any(u.name == "detect" for u in self.units) else None)
+        lines.append(f"# scheduler waits on the critical path after detection: {waits}")
+        return "\n".join(lines) + "\n"
+
     # ------------------------------------------------------------------ planning and submission
 
-    def plan(self, active: dict[str, set[int]] | None = None, force: bool = False) -> list[StagePlan]:
-        """What to submit: per stage, the shards neither done on disk (same fingerprint) nor active
-        in the scheduler. Outputs of another fingerprint stop the plan unless `force`."""
+    def plan(self, active: dict[str, set[int]] | None = None, force: bool = False, dry: bool = False) \
+            -> list[StagePlan]:
+        """What to submit: per unit, the shards neither done on disk (same fingerprint) nor active
+        in the scheduler, and a CPU job for light stages no submitted or active job will run.
+        Outputs of another fingerprint stop the plan unless `force` (a `dry` plan moves nothing)."""
         active = active or {}
-        plans = []
+        stale = [stage.name for stage in self.stages
+                 if (self.run.stage_fingerprint_on_disk(stage.name) or self.prints[stage.name]) != self.prints[stage.name]]
+        if stale and not force and not dry:
+            name = stale[0]
+            raise ConfigError(f"stage {name}: its outputs were written under another config (fingerprint "
+                              f"{self.run.stage_fingerprint_on_disk(name)}, now {self.prints[name]}); rerun with --force "
+                              "to move them aside and recompute, or restore the config they were made with")
+        if not dry:
+            for name in stale:
+                moved = self.run.supersede(name)
+                self.log(f"[{name}] config changed: earlier outputs kept in {moved}")
+        todo = {}
         for stage in self.stages:
-            on_disk = self.run.stage_fingerprint_on_disk(stage.name)
-            if on_disk is not None and on_disk != self.prints[stage.name]:
-                if not force:
-                    raise ConfigError(f"stage {stage.name}: its outputs were written under another config "
-                                      f"(fingerprint {on_disk}, now {self.prints[stage.name]}); rerun with --force to "
-                                      "move them aside and recompute, or restore the config they were made with")
-                moved = self.run.supersede(stage.name)
-                self.log(f"[{stage.name}] config changed: earlier outputs kept in {moved}")
-            done = self.run.done_shards(stage.name, self.prints[stage.name])
-            count = stage.shards(self.cfg)
-            todo = [k for k in range(count) if k not in done and k not in active.get(stage.name, set())]
-            plans.append(StagePlan(stage, self.prints[stage.name], count, todo, self.parameters(stage)))
+            done = set() if stage.name in stale else self.run.done_shards(stage.name, self.prints[stage.name])
+            todo[stage.name] = [k for k in range(stage.shards(self.cfg))
+                                if k not in done and k not in active.get(stage.name, set())]
+        plans = [StagePlan(unit, self.prints[unit.name], unit.stage.shards(self.cfg), todo[unit.name],
+                           self.parameters(unit.stage)) for unit in self.units]
+        # Light stages whose every host is done and idle: nothing would run them.
+        working = {unit.name for unit in self.units if todo[unit.name] or active.get(unit.name)}
+        leftover = [name for unit in self.units for name in unit.before + unit.after
+                    if todo[name] and not any(host.name in working for host in self.units if name in host.stages())]
+        leftover = [stage.name for stage in self.stages if stage.name in set(leftover)]
+        if leftover:
+            first = next(stage for stage in self.stages if stage.name == leftover[0])
+            waits = tuple(unit.name for unit in self.units if unit.name in working)
+            unit = Unit(first, after=tuple(leftover[1:]), waits_for=waits)
+            plans.append(StagePlan(unit, self.prints[first.name], 1, [0], self.parameters(first)))
         return plans
 
     def submit(self, plans: list[StagePlan], outstanding: dict[str, list[str]] | None = None,
@@ -129,7 +195,8 @@ class SlurmPipeline:
         """Submit every plan with work, in graph order, each after its upstream jobs (afterok).
 
         `outstanding`: job ids, per stage, of earlier submissions still queued or running, which
-        downstream jobs must also wait for. Returns the manifest it writes.
+        downstream jobs must also wait for. Each accepted job is recorded in the manifest at once;
+        a refusal part way raises SubmissionCut, with what was queued recorded. Returns the manifest.
         """
         import submitit
 
@@ -138,33 +205,45 @@ class SlurmPipeline:
         outstanding = {k: list(v) for k, v in (outstanding or {}).items()}
         limit = max_array_size or self.profile.max_array_size or scheduler_max_array_size()
         attempt = time.strftime("%Y%m%d-%H%M%S")
+        manifest = self.record(plans)  # the graph first, so status reads the run even if nothing is accepted
         for plan in plans:
-            waits = [job for dep in plan.stage.depends for job in outstanding.get(dep, [])]
             if not plan.todo:
                 continue
+            waits = [job for dep in plan.unit.waits_for for job in outstanding.get(dep, [])]
             plan.log_folder = str(self.run.log_dir(plan.stage.name) / attempt)
             executor = submitit.SlurmExecutor(folder=plan.log_folder)
             params = {**plan.parameters, **(parameter_updates or {}).get(plan.stage.name, {})}
             if waits:
                 params["dependency"] = "afterok:" + ":".join(sorted(set(waits)))
             executor.update_parameters(**params)
-            function = self._function(plan.stage)
+            function = self._function(plan.unit)
             for part in chunks(plan.todo, limit):  # indices run 0..len-1 < MaxArraySize
                 root, name = str(self.run.root), plan.stage.name
-                if self.uses_launcher(plan.stage):
-                    jobs = [executor.submit(function, root)]
-                else:
-                    jobs = executor.map_array(function, [root] * len(part), [name] * len(part), part)
+                try:
+                    if self.uses_launcher(plan.stage):
+                        jobs = [executor.submit(function, root)]
+                    else:
+                        jobs = executor.map_array(function, [root] * len(part), [name] * len(part), part)
+                except Exception as error:  # sbatch's refusal, whatever submitit wraps it in
+                    queued = sum(len(p.job_ids) for p in plans)
+                    raise SubmissionCut(
+                        f"the scheduler refused the {name} job ({_last_line(error)}); {queued} job(s) queued before "
+                        f"it are recorded in {self.run.manifest_path}. `retmask status` shows them, `retmask "
+                        f"resume` submits the rest once the cause is fixed (e.g. a submit limit: after some "
+                        "finish), `retmask cancel` withdraws them") from None
                 for shard, job in zip(part, jobs):
                     plan.job_ids[shard] = str(job.job_id)
                 plan.arrays.append(_base_id(str(jobs[0].job_id)))
+                manifest = self.record([plan])
             outstanding[plan.stage.name] = outstanding.get(plan.stage.name, []) + plan.arrays
-            self.log(f"[{plan.stage.name}] submitted {len(plan.todo)} shard(s) as {', '.join(plan.arrays)}"
+            hosted = f" (with {', '.join(plan.unit.before + plan.unit.after)})" if plan.unit.before + plan.unit.after else ""
+            self.log(f"[{plan.stage.name}] submitted {len(plan.todo)} shard(s){hosted} as {', '.join(plan.arrays)}"
                      + (f" after {params['dependency']}" if waits else ""))
-        return self.record(plans)
+        return manifest
 
     def record(self, plans: list[StagePlan]) -> dict:
-        """Merge this submission into the manifest: job ids per shard, newest last."""
+        """Merge these plans into the manifest: job ids per shard (newest last), and for each light
+        stage the jobs that run it."""
         manifest = self.run.read_manifest()
         manifest.update({"executor": "slurm", "updated": time.time(), "order": [s.name for s in self.stages],
                          "profile": self.profile.__dict__})
@@ -176,13 +255,27 @@ class SlurmPipeline:
             history = entry.setdefault("job_history", {})
             folders = entry.setdefault("log_folders", {})
             for shard, job_id in plan.job_ids.items():
-                history.setdefault(str(shard), []).append(job_id)
+                if not history.get(str(shard)) or history[str(shard)][-1] != job_id:
+                    history.setdefault(str(shard), []).append(job_id)
                 folders[str(shard)] = plan.log_folder
             entry.update({"fingerprint": plan.fingerprint, "depends": list(plan.stage.depends),
-                          "shards": plan.shards, "parameters": plan.parameters})
+                          "shards": plan.shards, "parameters": plan.parameters,
+                          "before": list(plan.unit.before), "after": list(plan.unit.after)})
             entry["job_ids"] = {shard: ids[-1] for shard, ids in history.items()}
+            for name in plan.unit.before + plan.unit.after:
+                light = stages.setdefault(name, {})
+                if light.get("fingerprint") != self.prints[name]:
+                    light.clear()
+                hosts = set(light.get("runs_in", [])) | {plan.stage.name}
+                light.update({"fingerprint": self.prints[name], "shards": 1, "runs_in": sorted(hosts),
+                              "depends": list(next(s for s in self.stages if s.name == name).depends)})
         self.run.write_manifest(manifest)
         return manifest
+
+
+def _last_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _base_id(job_id: str) -> str:

@@ -91,9 +91,12 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
                 status.states.append(ShardState(shard, "done", job_id))
                 continue
             scheduler_state = states.get(job_id, {}).get("state") if job_id else None
-            if scheduler_state == "PENDING" and states[job_id].get("reason") == "DependencyNeverSatisfied":
-                # waits on a failed upstream shard: `retmask resume` resubmits it behind the new job
+            if scheduler_state in ("PENDING", "CANCELLED") and states[job_id].get("reason") == "DependencyNeverSatisfied":
+                # waits on a failed upstream shard, or was cancelled for it by a site that sets
+                # kill_invalid_depend: `retmask resume` resubmits it behind the new job
                 status.states.append(ShardState(shard, "blocked", job_id, "DependencyNeverSatisfied"))
+            elif job_id is None and entry.get("runs_in"):
+                status.states.append(ShardState(shard, "hosted"))  # read once every job's state is known
             elif scheduler_state in ACTIVE:
                 kind = "pending" if scheduler_state == "PENDING" else "running"
                 status.states.append(ShardState(shard, kind, job_id))
@@ -109,7 +112,20 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
         if name in ROW_STAGES:
             status.rows = _rows_written(run, name)
         result.append(status)
+    for status in result:
+        for shard in status.states:
+            if shard.state == "hosted":
+                shard.state = _hosted_state(result, stages[status.name]["runs_in"])
     return result, source
+
+
+def _hosted_state(stages: list[StageStatus], hosts: list[str]) -> str:
+    """A light stage runs inside the jobs of its hosts (jobs/units.py): it is as far as they are."""
+    states = {shard.state for stage in stages if stage.name in hosts for shard in stage.states}
+    for state in ("running", "pending", "blocked"):
+        if state in states:
+            return "pending" if state == "running" else state
+    return "missing"
 
 
 def format_status(stages: list[StageStatus], source: str) -> str:

@@ -29,7 +29,7 @@ def test_unknown_cluster_profile_names_the_known_ones(tmp_path, capsys):
 
     code = main(["run", str(REPO / "configs" / "tiny.yaml"), "--run-dir", str(tmp_path / "r"),
                  "--set", "execution.cluster=nowhere"])
-    assert code == 2 and "cluster profile 'nowhere' not found; known profiles: abci-h200, local, local-slurm" in capsys.readouterr().err
+    assert code == 2 and "cluster profile 'nowhere' not found; known profiles: local, local-slurm, slurm-4xh100, slurm-8xh200" in capsys.readouterr().err
 
 
 def detect_arguments(toy_model_dir, out) -> list[str]:
@@ -65,8 +65,9 @@ def test_detect_on_a_cluster_renders_the_detection_array_and_merge(toy_model_dir
     code = main(detect_arguments(toy_model_dir, out) + ["--cluster", "local-slurm", "--dry-run"])
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    stages = [line.split()[3].rstrip(":") for line in printed.splitlines() if line.startswith("# ===== stage")]
-    assert stages == ["detect", "merge_scores"] and printed.startswith("# ===== stage detect")  # scripts only
+    jobs = [line.split()[3].rstrip(":") for line in printed.splitlines() if line.startswith("# ===== job")]
+    assert jobs == ["detect"] and printed.startswith("# job graph: 1 job(s) for 2 stage(s)")  # graph and scripts only
+    assert "after its shard, once their inputs are all done: merge_scores" in printed  # merged inside the detect job
     assert "#SBATCH --array=0-1" in printed and not out.exists()  # a dry run writes nothing
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.pipeline import build_stages
+from jobs.units import direct_waits
 from jobs.profiles import load_profile
 from jobs.slurm import SlurmPipeline
 from retmask.config import ConfigError, ExperimentConfig, from_dict
@@ -14,8 +14,8 @@ from retmask.rundir import RunDir
 from tests.conftest import REPO
 
 GOLDEN = Path(__file__).parent / "golden"
-SHAPES = {"tsubame-h100-1x4": ["partition=gpu_h100", "account=proj-rm"],
-          "abci-h200-2x8": ["partition=rt_HG", "account=gxa50000", "qos=normal"]}
+SHAPES = {"slurm-4xh100-1x4": ["partition=gpu_h100", "account=proj-rm"],
+          "slurm-8xh200-2x8": ["partition=rt_HG", "account=gxa50000", "qos=normal"]}
 
 
 def paper_config() -> ExperimentConfig:
@@ -29,11 +29,12 @@ def rendered(shape: str) -> str:
     profile = load_profile(shape.rsplit("-", 1)[0], SHAPES[shape])
     cfg = paper_config()
     pipeline = SlurmPipeline(cfg, RunDir("/scratch/runs/example"), profile)
-    texts = []
-    for stage in build_stages(cfg):
-        dependency = "afterok:" + ":".join(f"<{d}>" for d in stage.depends) if stage.depends else None
-        texts.append(f"# ===== {stage.name} =====\n" + pipeline.render(
-            stage, stage.shards(cfg), dependency, python="python", folder=f"/scratch/runs/example/logs/{stage.name}"))
+    texts = [pipeline.graph()]
+    for unit in pipeline.units:
+        waits = direct_waits(pipeline.units, unit)
+        dependency = "afterok:" + ":".join(f"<{d}>" for d in waits) if waits else None
+        texts.append(f"# ===== {unit.name} =====\n" + pipeline.render(
+            unit, unit.stage.shards(cfg), dependency, python="python", folder=f"/scratch/runs/example/logs/{unit.name}"))
     return "\n".join(texts)
 
 
@@ -47,8 +48,8 @@ def test_sbatch_scripts_match_golden_files(shape):
 
 
 def test_golden_scripts_carry_what_a_cluster_needs():
-    one = (GOLDEN / "tsubame-h100-1x4.sbatch").read_text()
-    two = (GOLDEN / "abci-h200-2x8.sbatch").read_text()
+    one = (GOLDEN / "slurm-4xh100-1x4.sbatch").read_text()
+    two = (GOLDEN / "slurm-8xh200-2x8.sbatch").read_text()
     assert "#SBATCH --gres=gpu:h100:4" in one and "--num_machines 1 --num_processes 4" in one
     assert "gradient accumulation 128 x 4 GPUs" in one
     train = two.split("# ===== train =====")[1].split("# =====")[0]
@@ -74,20 +75,20 @@ def test_global_batch_stays_512_whatever_the_node_count():
 
 def test_profile_errors_come_before_anything_is_submitted():
     with pytest.raises(ConfigError, match="partition: missing"):
-        load_profile("abci-h200")
+        load_profile("slurm-8xh200")
     with pytest.raises(ConfigError, match="unknown key; allowed keys"):
-        load_profile("abci-h200", ["partiton=x"])
+        load_profile("slurm-8xh200", ["partiton=x"])
     # SLURM reads a limit of 0 as UNLIMITED and wraps a negative one into thousands of days
     for minutes in (0, -5):
         with pytest.raises(ConfigError, match=f"time_limit_min.train: {minutes} minutes; give a positive number"):
-            load_profile("abci-h200", ["partition=p", f"time_limit_min.train={minutes}"])
+            load_profile("slurm-8xh200", ["partition=p", f"time_limit_min.train={minutes}"])
 
 
 def test_gpus_per_task_names_a_gpu_stage_and_fits_the_node():
-    profile = load_profile("tsubame-h100", ["partition=p", "gpus_per_task.synthesize_chosen=4"])
+    profile = load_profile("slurm-4xh100", ["partition=p", "gpus_per_task.synthesize_chosen=4"])
     assert profile.stage_gpus("synthesize_chosen") == 4 and profile.stage_gpus("detect") == 1
     assert profile.stage_gpus("train") == 4 and profile.stage_gpus("pairs") == 0
     with pytest.raises(ConfigError, match=r"gpus_per_task.detect: 8 GPUs; expected 1..gpus_per_node \(4\)"):
-        load_profile("tsubame-h100", ["partition=p", "gpus_per_task.detect=8"])
+        load_profile("slurm-4xh100", ["partition=p", "gpus_per_task.detect=8"])
     with pytest.raises(ConfigError, match=r"'train' is not one of .* \(training always takes every GPU"):
-        load_profile("tsubame-h100", ["partition=p", "gpus_per_task.train=1"])
+        load_profile("slurm-4xh100", ["partition=p", "gpus_per_task.train=1"])
