@@ -37,15 +37,15 @@ def dry_run(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, until: 
 @contextmanager
 def one_submitter(run: RunDir) -> Iterator[None]:
     """One `submit` or `resume` at a time on a run directory: two at once would each queue the
-    jobs the other has not recorded yet. A POSIX lock (held across NFS clients) on a file that
-    names its holder; a run directory made only for the lock is removed again on refusal."""
+    jobs the other has not recorded yet. An flock (Linux emulates it across NFS clients) on a file
+    that names its holder; a run directory made only for the lock is removed again on refusal."""
     created = not run.root.exists()
     run.root.mkdir(parents=True, exist_ok=True)
     path = run.root / ".submit.lock"
     handle = open(path, "a+")
     try:
         try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
@@ -58,7 +58,7 @@ def one_submitter(run: RunDir) -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         handle.close()
         if created and [entry.name for entry in run.root.iterdir()] == [path.name]:
@@ -120,7 +120,7 @@ def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: 
     stages, _ = run_status(run)
     # Pending jobs have not started; those behind a failure would wait forever on it. Cancel them
     # all and resubmit them with dependencies on the new jobs. Running jobs are kept and waited for.
-    pending = [s.job_id for stage in stages for s in stage.states if s.state in ("pending", "blocked")]
+    pending = [s.job_id for stage in stages for s in stage.states if s.state in ("pending", "blocked") and s.job_id]
     scancel(pending)
     active: dict[str, set[int]] = defaultdict(set)
     outstanding: dict[str, list[str]] = defaultdict(list)

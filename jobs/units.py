@@ -155,11 +155,12 @@ def _reaches(by_name: dict[str, Unit], name: str, ancestor: str) -> bool:
 @contextmanager
 def run_lock(run: RunDir) -> Iterator[None]:
     """The run's lock for light stages run inside jobs: one task computes, the others wait and then
-    find the stage done. POSIX record locks (lockf) hold across NFS clients, where flock may not."""
+    find the stage done. Linux emulates flock across NFS clients (Lustre needs its flock mount
+    option, which shared scratch file systems set)."""
     path = run.root / ".light-stages.lock"
     with open(path, "a") as handle:
-        fcntl.lockf(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -98,3 +98,55 @@ def test_detect_alone_on_slurm_gives_the_local_scores(local_slurm, toy_model_dir
     assert all(s.state == "done" for stage in stages for s in stage.states), format_status(stages, "sacct")
     scores = [read_json(run.stage_dir("merge_scores") / "retrieval_scores.json") for run in (local, cluster)]
     assert scores[0] == scores[1]
+
+
+def test_a_submission_cut_by_a_submit_limit_leaves_what_it_queued_recorded(local_slurm, toy_model_dir, tmp_path,
+                                                                           capsys):
+    """The local cluster's QoS allows 3 queued jobs per user: the 4th sbatch is refused."""
+    import threading
+
+    import pytest
+
+    from jobs.cli import main
+    from jobs.slurm import SubmissionCut
+
+    cfg = load_config(REPO / "configs" / "tiny.yaml", ["detection.shards=4"])
+    cfg.run_dir = str(tmp_path / "cut")
+    run = record_config(cfg)
+    limited = load_profile("local-slurm", ["max_array_size=1", "qos=retmask-submit-limit"])
+    with pytest.raises(SubmissionCut, match=r"refused the detect job .*QOS.*; 3 job\(s\) queued before it are "
+                                            r"recorded in .*manifest.json"):
+        control.submit(cfg, run, limited, until="merge_scores", log=lambda line: None)
+    recorded = run.read_manifest()["stages"]
+    assert len(recorded["toy_model"]["job_ids"]) == 1 and sorted(recorded["detect"]["job_ids"]) == ["0", "1"]
+    stages, _ = run_status(run)
+    assert sum(s.job_id is not None for stage in stages for s in stage.states) == 3  # status sees every queued job
+
+    # A second submit would queue them twice: refused, pointing to status / resume / cancel.
+    assert main(["submit", str(REPO / "configs" / "tiny.yaml"), "--cluster", "local-slurm", "--run-dir", str(run.root),
+                 "--until", "merge_scores", "--set", "detection.shards=4"]) == 2
+    assert "already has 3 job(s) queued or running" in capsys.readouterr().err
+
+    # One submitter or resumer at a time: a resume while another holds the run is refused.
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with control.one_submitter(run):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        assert main(["resume", str(run.root), "--cluster", "local-slurm"]) == 2
+        assert "is submitting or resuming" in capsys.readouterr().err
+    finally:
+        release.set()
+        holder.join()
+
+    # Without the limit, resume submits the rest behind what is queued; the run completes.
+    control.resume(cfg, run, load_profile("local-slurm"), log=lambda line: None)
+    stages, _, _ = wait_until_idle(run)
+    assert all(s.state == "done" for stage in stages for s in stage.states), format_status(stages, "sacct")
+    assert (run.stage_dir("merge_scores") / "retrieval_scores.json").is_file()
