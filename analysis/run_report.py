@@ -107,10 +107,11 @@ def _pairs_section(run: RunDir) -> list[str]:
 
 
 def _prompt_filter_line(run: RunDir) -> str:
-    path = run.stage_dir("synthesize_chosen") / "prompt_filter.json"
-    if not path.is_file():
+    from jobs.prompts import prompt_statistics
+
+    filtered = prompt_statistics(run)
+    if filtered is None:
         return ""
-    filtered = read_json(path)
     dropped = ", ".join(f"{k} {v}" for k, v in filtered["dropped"].items()) or "none"
     return (f" Prompts before synthesis: {filtered['prompts']} kept (prompt limit {filtered['token_limit']} "
             f"tokens); dropped: {dropped}.")

@@ -3,7 +3,7 @@ higher-rated one as chosen. Scores are kept per prompt, so the ranking can be in
 from __future__ import annotations
 
 from jobs.pairs import sample_rows
-from jobs.synthesize import load_synthesis_prompts
+from jobs.prompts import prepared_prompts
 from retmask.config import ExperimentConfig
 from retmask.io import read_jsonl, write_jsonl
 from retmask.rundir import RunDir
@@ -21,15 +21,13 @@ def read_verdicts(run: RunDir) -> dict:
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
-    from transformers import AutoTokenizer
-
     from retmask.judging import make_judge
 
     first = {row["prompt_id"]: row for row in sample_rows(run, "synthesize_chosen")}
     second = {row["prompt_id"]: row for row in sample_rows(run, "synthesize_rejected")}
     both = sorted(first.keys() & second.keys())
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    references = {p.prompt_id: p.reference for p in load_synthesis_prompts(cfg, tokenizer).prompts}
+    prepared = prepared_prompts(run)
+    references = dict(zip(prepared["prompt_id"], prepared["reference"]))
     judge = make_judge(cfg.judge)
     scores = {}
     for side, rows in (("first", first), ("second", second)):

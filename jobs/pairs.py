@@ -13,7 +13,12 @@ def pairs_dir(run: RunDir):
 
 
 def sample_rows(run: RunDir, stage: str) -> list[dict]:
-    return read_shards(run.shard_files(stage))
+    """A synthesis stage's rows, all of one model and sampling."""
+    from jobs.synthesize import check_row_fingerprints
+
+    rows = read_shards(run.shard_files(stage))
+    check_row_fingerprints(rows, None, run.stage_dir(stage))
+    return rows
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobs.evaluate import untrained_model_count
+from jobs.prompts import SECTIONS as PROMPT_SECTIONS
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint
 from retmask.strategies import CONTROL_RULES, get_strategy
@@ -44,10 +45,13 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
     ]
     if strategy.mask_rule:
         stages.append(Stage("mask", "jobs.mask:run", ("select_heads",)))
-    stages.append(Stage("synthesize_chosen", "jobs.synthesize:run_chosen", toy, ("model", "synthesis"),
-                        lambda c: c.synthesis.shards))
+    stages += [
+        Stage("prepare_prompts", "jobs.prompts:run", toy, PROMPT_SECTIONS),
+        Stage("synthesize_chosen", "jobs.synthesize:run_chosen", ("prepare_prompts",), ("model", "synthesis"),
+              lambda c: c.synthesis.shards),
+    ]
     if strategy.rejected_from != "none":
-        rejected_after = ("mask",) if strategy.rejected_from == "masked" else toy
+        rejected_after = ("prepare_prompts",) + (("mask",) if strategy.rejected_from == "masked" else ())
         stages.append(Stage("synthesize_rejected", "jobs.synthesize:run_rejected", rejected_after,
                             ("model", "rejected_model", "synthesis", "strategy"), lambda c: c.synthesis.shards))
     samples = tuple(s.name for s in stages if s.name.startswith("synthesize_"))
@@ -84,10 +88,17 @@ def stage_fingerprints(cfg: ExperimentConfig, stages: list[Stage]) -> dict[str, 
         prints[stage.name] = fingerprint({
             "stage": stage.name,
             "shards": stage.shards(cfg),
-            "config": {section: data[section] for section in stage.sections},
+            "config": {section: _value(data, section) for section in stage.sections},
             "upstream": [prints[name] for name in stage.depends],
         })
     return prints
+
+
+def _value(data: dict, dotted: str):
+    """A config section ("synthesis") or one key of it ("synthesis.sampling.max_new_tokens")."""
+    for part in dotted.split("."):
+        data = data[part]
+    return data
 
 
 def stage_by_name(cfg: ExperimentConfig, name: str) -> Stage:

@@ -13,32 +13,11 @@ import dataclasses
 import hashlib
 
 from jobs.mask import masked_model_dir
+from jobs.prompts import shard_prompts
 from retmask.config import ExperimentConfig
-from retmask.io import fingerprint, write_json, write_jsonl
+from retmask.io import fingerprint, write_jsonl
 from retmask.rows import RowFile
-from retmask.rundir import RunDir, shard_slice
-
-
-def load_synthesis_prompts(cfg: ExperimentConfig, tokenizer=None):
-    """Every prompt of the synthesis set, filtered as the config says."""
-    from retmask.prompts import load_prompts
-
-    s = cfg.synthesis
-    return load_prompts(s.prompts, s.prompt_format, s.prompt_column, s.turns, s.languages, s.drop_redacted,
-                        s.drop_flagged, s.dedup, s.prompt_token_limit(), tokenizer, s.max_prompts)
-
-
-def shard_prompts(cfg: ExperimentConfig, shard: int, tokenizer=None, run: RunDir | None = None):
-    """This shard's prompts and the index of its first. Shard 0 records what the filters dropped."""
-    s = cfg.synthesis
-    loaded = load_synthesis_prompts(cfg, tokenizer)
-    if run is not None and shard == 0:
-        write_json(run.stage_dir("synthesize_chosen") / "prompt_filter.json",
-                   {"prompts": len(loaded.prompts), "token_limit": s.prompt_token_limit(),
-                    "dropped": dict(sorted(loaded.dropped.items()))})
-    prompts = loaded.prompts
-    indices = shard_slice(len(prompts), s.shards, shard)
-    return [prompts[i] for i in indices], indices.start
+from retmask.rundir import RunDir
 
 
 def prompt_seeds(base_seed: int, stage: str, first_index: int, count: int) -> list[int]:
@@ -62,26 +41,38 @@ def _complete_batches(rows: list[dict], batches: list[list]) -> int:
     return count
 
 
-def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model_path: str) -> None:
-    from transformers import AutoTokenizer
+def check_row_fingerprints(rows: list[dict], expected: str | None, where) -> str | None:
+    """Rows of one stage must all come from one model and sampling (`expected`, when known): a shard
+    requeued under a changed config, or queued twice, would otherwise mix two experiments."""
+    found = sorted({str(row.get("fingerprint")) for row in rows})
+    if len(found) > 1 or (expected and found and found != [expected]):
+        wanted = f"; this run's is {expected}" if expected else ""
+        raise ValueError(f"{where}: rows made under different models or sampling settings (fingerprints "
+                         f"{', '.join(found)}{wanted}); move the stage's outputs aside (or resubmit with --force) "
+                         "and synthesize it again")
+    return found[0] if found else None
 
+
+def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model_path: str) -> None:
     from retmask.backends import make_backend, split_reasoning
 
     s = cfg.synthesis
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    mine, first_index = shard_prompts(cfg, shard, tokenizer, run if stage == "synthesize_chosen" else None)
+    mine, first_index = shard_prompts(cfg, run, shard)
     batches = [mine[i:i + s.batch_size] for i in range(0, len(mine), s.batch_size)]
     rows_file = RowFile(run.shard_file(stage, shard))
     rows = rows_file.existing()
     done = _complete_batches(rows, batches)
     kept_ids = {p.prompt_id for batch in batches[:done] for p in batch}
     if len(kept_ids) != len(rows):  # rows of a batch cut short: drop them, that batch is regenerated
-        write_jsonl(rows_file.path, [row for row in rows if row["prompt_id"] in kept_ids])
+        rows = [row for row in rows if row["prompt_id"] in kept_ids]
+        write_jsonl(rows_file.path, rows)
+    # Rows carry what made them: a restarted shard continues only rows of its own model and sampling.
+    row_print = fingerprint({"model": model_path, "sampling": dataclasses.asdict(s.sampling)})
+    check_row_fingerprints(rows, row_print, rows_file.path)
     if done == len(batches):
         return
     backend = make_backend(s.backend, model_path, cfg.model.dtype, s.batch_size, s.tensor_parallel_size,
                            s.enable_thinking, s.max_model_len)
-    row_print = fingerprint({"model": model_path, "sampling": dataclasses.asdict(s.sampling)})
     for number in range(done, len(batches)):
         batch = batches[number]
         seeds = prompt_seeds(s.sampling.seed, stage, first_index + number * s.batch_size, len(batch))

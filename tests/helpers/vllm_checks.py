@@ -39,9 +39,13 @@ def main(toy_dir: str, work: str, heads: str) -> None:
     def shard_rows(run: RunDir) -> list[dict]:
         return RowFile(run.shard_file("synthesize_chosen", 0)).existing()
 
+    from jobs.prompts import run as prepare_prompts
+
     whole = RunDir(work_dir / "whole")
+    prepare_prompts(cfg, whole, 0)
     synthesize(cfg, whole, 0, "synthesize_chosen", toy_dir)
     cut = RunDir(work_dir / "cut")
+    prepare_prompts(cfg, cut, 0)
     RowFile(cut.shard_file("synthesize_chosen", 0)).append(shard_rows(whole)[:8])  # killed after batch one
     synthesize(cfg, cut, 0, "synthesize_chosen", toy_dir)
     engine = engines[toy_dir]

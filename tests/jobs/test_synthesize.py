@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from jobs.prompts import run as prepare_prompts
 from jobs.runner import load_run_config
 from retmask.config import load_config, save_config
 from retmask.rows import RowFile
@@ -20,6 +21,7 @@ def make_run(root):
     cfg = load_config(REPO / "configs" / "tiny.yaml", OVERRIDES)
     run = RunDir(root)
     save_config(cfg, run.config_path)
+    prepare_prompts(cfg, run, 0)
     return run
 
 
@@ -81,6 +83,7 @@ def test_the_same_model_in_both_roles_draws_independent_samples(tmp_path, toy_mo
     cfg = load_config(REPO / "configs" / "tiny.yaml",
                       OVERRIDES[:3] + ["synthesis.max_prompts=16", "synthesis.sampling.temperature=3.0"])
     cfg.model.path = str(toy_model_dir)
+    prepare_prompts(cfg, run, 0)
     for stage in ("synthesize_chosen", "synthesize_rejected"):
         synthesize(cfg, run, 0, stage, str(toy_model_dir))
     chosen, rejected = (RowFile(run.shard_file(stage, 0)).existing()

@@ -66,3 +66,75 @@ def test_errors_name_what_is_wrong(tmp_path):
                      languages=["English"])
     with pytest.raises(PromptError, match="does not exist"):
         load_prompts(tmp_path / "none.jsonl")
+
+
+def reference_prompts(rows, languages, drop_flagged, token_limit, tokenizer, limit):
+    """The filters as the config documents them, one row after another: language, redacted,
+    flagged, no user turn, duplicate of a kept prompt, too many tokens; the first `limit` kept."""
+    from retmask.generation import chat_token_count
+    from retmask.io import fingerprint
+
+    kept, dropped, seen = [], {}, set()
+    for row in rows:
+        reason = None
+        first_user = next((m for m in row["conversation"] if m["role"] == "user" and m["content"]), None)
+        messages = [{"role": "user", "content": first_user["content"]}] if first_user else None
+        if row["language"].lower() not in languages:
+            reason = "language"
+        elif row["redacted"]:
+            reason = "redacted"
+        elif drop_flagged and any(m["flagged"] for m in row["openai_moderation"]):
+            reason = "flagged"
+        elif messages is None:
+            reason = "no_user_turn"
+        elif fingerprint(messages) in seen:
+            reason = "duplicate"
+        elif chat_token_count(tokenizer, messages, add_generation_prompt=True) > token_limit:
+            reason = "too_long"
+        if reason:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        seen.add(fingerprint(messages))
+        kept.append((row["conversation_id"], messages))
+        if len(kept) == limit:
+            break
+    return kept, dropped
+
+
+def test_prepared_prompts_equal_the_filters_applied_row_by_row(tmp_path, toy_model_dir, monkeypatch):
+    """In processes, in chunks, with batched token counts: the same prompts in the same order and
+    the same drop counts as the sequential definition, the limit reached across a chunk boundary."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from retmask import prompts
+    from retmask.prompts import PromptFilters, prepare_prompts, prompts_of
+
+    rng = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "copy", "this", "answer", "one", "two"]
+    rows = []
+    for k in range(2600):
+        text = " ".join(rng.choice(words) for _ in range(rng.choice([2, 3, 30])))  # 30 words: over the limit
+        rows.append(lmsys_row(f"c{k}", text, language=rng.choice(["English"] * 4 + ["German"]),
+                              redacted=rng.random() < 0.05, flagged=rng.random() < 0.05, turns=rng.choice([1, 2])))
+        if k % 50 == 7:
+            rows[-1]["conversation"] = [{"role": "assistant", "content": "no user"}]
+    path = write_jsonl(tmp_path / "lmsys.jsonl", rows)
+    tokenizer = AutoTokenizer.from_pretrained(toy_model_dir)
+    limit, token_limit = 70, 20
+    expected, expected_dropped = reference_prompts(rows, {"english"}, True, token_limit, tokenizer, limit)
+    assert {"language", "redacted", "flagged", "no_user_turn", "duplicate", "too_long"} <= expected_dropped.keys()
+
+    monkeypatch.setattr(prompts, "CHUNK_ROWS", 2100)  # two chunks; the first described by 2 processes
+    everything = PromptFilters(languages=("english",), drop_flagged=True, token_limit=token_limit)
+    prepared, counts = prepare_prompts(path, everything, str(toy_model_dir), num_proc=2)
+    all_expected, all_dropped = reference_prompts(rows, {"english"}, True, token_limit, tokenizer, 0)
+    assert [(p.prompt_id, p.messages) for p in prompts_of(prepared)] == all_expected
+    assert dict(counts.dropped) == all_dropped and counts.rows == len(rows)
+
+    monkeypatch.setattr(prompts, "CHUNK_ROWS", 60)  # the limit falls in a later chunk
+    limited = PromptFilters(languages=("english",), drop_flagged=True, token_limit=token_limit, limit=limit)
+    prepared, counts = prepare_prompts(path, limited, str(toy_model_dir), num_proc=2)
+    assert [(p.prompt_id, p.messages) for p in prompts_of(prepared)] == expected
+    assert dict(counts.dropped) == expected_dropped

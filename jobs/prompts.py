@@ -1,0 +1,62 @@
+"""Stage: the synthesis prompts, loaded, filtered, de-duplicated and token-counted once for the
+whole run, saved as an Arrow dataset that each synthesis task memory-maps and slices."""
+from __future__ import annotations
+
+import os
+
+from retmask.config import ExperimentConfig
+from retmask.io import atomic_directory, read_json, write_json
+from retmask.rundir import RunDir, shard_slice
+
+STAGE = "prepare_prompts"
+# The keys that decide the prompt set: a changed sampling temperature does not prepare it again.
+SECTIONS = ("model.path", "synthesis.prompts", "synthesis.prompt_format", "synthesis.prompt_column", "synthesis.turns",
+            "synthesis.languages", "synthesis.drop_redacted", "synthesis.drop_flagged", "synthesis.dedup",
+            "synthesis.max_prompt_tokens", "synthesis.max_model_len", "synthesis.sampling.max_new_tokens",
+            "synthesis.max_prompts")
+
+
+def filters(cfg: ExperimentConfig):
+    from retmask.prompts import PromptFilters
+
+    s = cfg.synthesis
+    return PromptFilters(s.prompt_format, s.prompt_column, s.turns, tuple(s.languages), s.drop_redacted,
+                         s.drop_flagged, s.dedup, s.prompt_token_limit(), s.max_prompts)
+
+
+def processes() -> int:
+    """The CPUs this task was given (a SLURM task's, else this machine's affinity)."""
+    return int(os.environ.get("SLURM_CPUS_PER_TASK") or len(os.sched_getaffinity(0)))
+
+
+def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    from retmask.prompts import prepare_prompts
+
+    prepared, counts = prepare_prompts(cfg.synthesis.prompts, filters(cfg), cfg.model.path, processes())
+    out = run.stage_dir(STAGE)
+    with atomic_directory(out / "dataset") as tmp:
+        prepared.save_to_disk(str(tmp))
+    write_json(out / "statistics.json", {"rows": counts.rows, "prompts": len(prepared),
+                                         "token_limit": cfg.synthesis.prompt_token_limit(),
+                                         "dropped": dict(sorted(counts.dropped.items()))})
+
+
+def prepared_prompts(run: RunDir):
+    """The run's prepared prompts, memory-mapped (nothing is read until rows are asked for)."""
+    import datasets
+
+    return datasets.load_from_disk(str(run.stage_dir(STAGE) / "dataset"))
+
+
+def shard_prompts(cfg: ExperimentConfig, run: RunDir, shard: int):
+    """This shard's prompts and the index of its first: a slice of the prepared set."""
+    from retmask.prompts import prompts_of
+
+    prepared = prepared_prompts(run)
+    indices = shard_slice(len(prepared), cfg.synthesis.shards, shard)
+    return prompts_of(prepared.select(indices)), indices.start
+
+
+def prompt_statistics(run: RunDir) -> dict | None:
+    path = run.stage_dir(STAGE) / "statistics.json"
+    return read_json(path) if path.is_file() else None
