@@ -50,7 +50,7 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
     from jobs.profiles import load_profile
 
     profile = load_profile(cfg.execution.cluster)  # every check passes before anything is written
-    _check_detection_inputs(cfg)
+    _check_inputs(cfg)
     run = record_config(cfg)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so running shards are cancelled too
     started = time.perf_counter()
@@ -70,12 +70,15 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
     return 0
 
 
-def _check_detection_inputs(cfg, out=sys.stdout) -> None:
-    from jobs.detect import check_inputs
+def _check_inputs(cfg, out=sys.stdout) -> None:
+    """What can be checked here, before any stage starts: detection's NIAH instances, the prompts."""
+    from jobs import detect, prompts
 
-    count = check_inputs(cfg)
+    count = detect.check_inputs(cfg)
     if count is not None:
         print(f"{count} NIAH instances for detection", file=out)
+    if cfg.synthesis.prompts:
+        print(f"{prompts.check_inputs(cfg)} prompt rows for synthesis (before filters)", file=out)
 
 
 def _cluster_profile(args):
@@ -103,7 +106,7 @@ def _submit(cfg, args, until: str | None) -> int:
     from retmask.rundir import RunDir
 
     profile = _cluster_profile(args)
-    _check_detection_inputs(cfg, out=sys.stderr if args.dry_run else sys.stdout)  # a dry run prints only scripts
+    _check_inputs(cfg, out=sys.stderr if args.dry_run else sys.stdout)  # a dry run prints only scripts
     if args.dry_run:
         print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=until))
         return 0

@@ -3,6 +3,7 @@ whole run, saved as an Arrow dataset that each synthesis task memory-maps and sl
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from retmask.config import ExperimentConfig
 from retmask.io import atomic_directory, read_json, write_json
@@ -39,6 +40,50 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     write_json(out / "statistics.json", {"rows": counts.rows, "prompts": len(prepared),
                                          "token_limit": cfg.synthesis.prompt_token_limit(),
                                          "dropped": dict(sorted(counts.dropped.items()))})
+
+
+def source_rows(path: Path) -> int:
+    """Rows of a prompt source, read from its metadata where it has some (parquet, saved datasets)."""
+    if path.is_dir():
+        import datasets
+
+        return len(datasets.load_from_disk(str(path)))
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if path.suffix.lower() == ".json":
+        import json
+
+        data = json.loads(path.read_text() or "[]")
+        return len(data) if isinstance(data, list) else 1
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def check_inputs(cfg: ExperimentConfig) -> int | None:
+    """Before any job starts: an empty prompt source, or more synthesis shards than there can be
+    prompts, is one error now rather than failed or idle tasks later. Returns the source's rows
+    (None when the run synthesizes nothing)."""
+    from pathlib import Path
+
+    from retmask.config import ConfigError
+
+    s = cfg.synthesis
+    if not s.prompts:
+        return None
+    path = Path(s.prompts)
+    if not path.exists():
+        raise ConfigError(f"synthesis.prompts: {path} does not exist")
+    rows = source_rows(path)
+    if rows == 0:
+        raise ConfigError(f"synthesis.prompts: {path} holds no rows; give a prompt set (jsonl, parquet or a saved "
+                          "datasets directory)")
+    most = min(rows, s.max_prompts) if s.max_prompts else rows
+    if s.shards > most:
+        raise ConfigError(f"synthesis.shards: {s.shards} shards for at most {most} prompts ({rows} rows"
+                          f"{f', max_prompts {s.max_prompts}' if s.max_prompts else ''}); use at most {most} shards")
+    return rows
 
 
 def prepared_prompts(run: RunDir):

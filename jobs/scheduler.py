@@ -45,15 +45,7 @@ def job_states(job_ids: list[str]) -> tuple[dict[str, dict], str]:
     out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(bases), "--format=JobID,State,ExitCode,Reason"],
                          capture_output=True, text=True)
     if out.returncode == 0:
-        states = {}
-        for line in out.stdout.splitlines():
-            parts = line.split("|")
-            if len(parts) < 3:
-                continue
-            state = parts[1].split()[0] if parts[1] else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
-            reason = parts[3].strip() if len(parts) > 3 else ""
-            for job_id in _expand(parts[0]):
-                states[job_id] = {"state": state, "exit_code": parts[2], **({"reason": reason} if reason else {})}
+        states = parse_sacct(out.stdout)
         # sacct has no pending reason, and a job submitted a moment ago may not be in the
         # accounting database yet (it would look missing, and resume would submit it twice).
         unknown = {job_id for job_id in job_ids if job_id not in states}
@@ -66,6 +58,21 @@ def job_states(job_ids: list[str]) -> tuple[dict[str, dict], str]:
         return states, "sacct"
     # Accounting off: squeue knows queued and running jobs only; the rest is read from disk.
     return _squeue(bases), "squeue"
+
+
+def parse_sacct(text: str) -> dict[str, dict]:
+    """`sacct -n -P -X --format=JobID,State,ExitCode,Reason` lines -> {job id: state, exit code, reason}."""
+    states = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) < 3:
+            continue
+        state = parts[1].split()[0] if parts[1] else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
+        reason = parts[3].strip() if len(parts) > 3 else ""
+        for job_id in _expand(parts[0]):
+            states[job_id] = {"state": state, "exit_code": parts[2], **({"reason": reason} if reason not in
+                                                                          ("", "None") else {})}
+    return states
 
 
 def _squeue(bases: list[str]) -> dict[str, dict]:

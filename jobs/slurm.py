@@ -55,7 +55,9 @@ class SlurmPipeline:
         all_stages = build_stages(cfg)
         self.prints = stage_fingerprints(cfg, all_stages)
         self.stages = upstream_of(all_stages, until) if until else all_stages
-        self.units = scheduling_units(self.stages, cfg)
+        # With a CPU partition, preparing the prompts (minutes of CPU for a million rows) is a CPU job
+        # of its own beside detection, instead of holding the first synthesis tasks' GPUs meanwhile.
+        self.units = scheduling_units(self.stages, cfg, ("prepare_prompts",) if profile.cpu_partition else ())
 
     # ------------------------------------------------------------------ what each job asks for
 

@@ -46,11 +46,12 @@ def is_light(stage: Stage, cfg: ExperimentConfig) -> bool:
     return stage.name not in GPU_STAGES and stage.shards(cfg) == 1
 
 
-def scheduling_units(stages: list[Stage], cfg: ExperimentConfig) -> list[Unit]:
-    """The jobs for `stages` (in graph order), each heavy stage with the light stages it hosts."""
+def scheduling_units(stages: list[Stage], cfg: ExperimentConfig, own_jobs: tuple[str, ...] = ()) -> list[Unit]:
+    """The jobs for `stages` (in graph order), each heavy stage with the light stages it hosts.
+    Light stages named in `own_jobs` are jobs of their own (e.g. on a CPU partition)."""
     by_name = {stage.name: stage for stage in stages}
     order = {stage.name: k for k, stage in enumerate(stages)}
-    light = {stage.name for stage in stages if is_light(stage, cfg)}
+    light = {stage.name for stage in stages if is_light(stage, cfg) and stage.name not in own_jobs}
 
     def through_light(name: str) -> tuple[set[str], set[str]]:
         """Light stages upstream of `name` reached through light stages only, and the heavy stages

@@ -97,12 +97,19 @@ class RunDir:
     def supersede(self, stage: str) -> Path | None:
         """Move outputs of another fingerprint aside (never delete them) before a stage reruns."""
         stage_dir = self.stage_dir(stage)
-        if not stage_dir.exists():
+        # The report stage writes its pages to <run>/report, outside its stage folder: they go too.
+        beside = [self.report_dir] if stage == "report" and self.report_dir.exists() else []
+        if not stage_dir.exists() and not beside:
             return None
         old = self.stage_fingerprint_on_disk(stage) or "unfinished"
         target = self.root / "superseded" / f"{stage}-{old}-{int(time.time())}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(stage_dir, target)
+        if stage_dir.exists():
+            os.replace(stage_dir, target)
+        else:
+            target.mkdir()
+        for path in beside:
+            os.replace(path, target / path.name)
         return target
 
     def adopt(self, stage: str, donor: "RunDir") -> None:

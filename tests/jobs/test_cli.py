@@ -138,3 +138,19 @@ def test_the_printed_follow_up_command_pastes_into_a_shell(tmp_path):
     run = tmp_path / "runs" / "my run (2)"
     command = follow_hint(run).split("follow with: ", 1)[1]
     assert shlex.split(command) == ["retmask", "status", str(run)]
+
+
+def test_an_empty_prompt_set_or_too_many_shards_stop_before_any_job(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    config = str(REPO / "configs" / "tiny.yaml")
+    for command in (["run", config], ["submit", config, "--cluster", "local-slurm", "--dry-run"]):
+        run_dir = tmp_path / command[0]
+        assert main(command + ["--run-dir", str(run_dir), "--set", f"synthesis.prompts={empty}"]) == 2
+        assert f"synthesis.prompts: {empty} holds no rows" in capsys.readouterr().err
+        assert main(command + ["--run-dir", str(run_dir), "--set", "synthesis.shards=200"]) == 2
+        assert ("synthesis.shards: 200 shards for at most 128 prompts (512 rows, max_prompts 128); use at most 128 "
+                "shards") in capsys.readouterr().err
+        assert not run_dir.exists()  # nothing written, nothing queued

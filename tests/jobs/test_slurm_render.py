@@ -92,3 +92,25 @@ def test_gpus_per_task_names_a_gpu_stage_and_fits_the_node():
         load_profile("slurm-4xh100", ["partition=p", "gpus_per_task.detect=8"])
     with pytest.raises(ConfigError, match=r"'train' is not one of .* \(training always takes every GPU"):
         load_profile("slurm-4xh100", ["partition=p", "gpus_per_task.train=1"])
+
+
+def test_the_paper_config_waits_three_times_after_detection_and_queues_no_gpu_less_job_on_gpus():
+    for shape in SHAPES:
+        text = (GOLDEN / f"{shape}.sbatch").read_text()
+        assert "# scheduler waits on the critical path after detection: 3" in text
+        scripts = text.split("# ===== ")[1:]
+        assert len(scripts) == 6 and all("--gres=gpu" in script or "--gpus-per-node" in script for script in scripts)
+        for light in ("merge_scores", "select_heads", "mask", "prepare_prompts", "pairs", "report"):
+            assert f"# ===== {light} =====" not in text and light in text.split("# ===== ")[0]
+
+
+def test_a_cpu_partition_takes_the_prompt_preparation_as_a_cpu_job():
+    profile = load_profile("slurm-4xh100", SHAPES["slurm-4xh100-1x4"] + ["cpu_partition=cpu", "cpu_qos=cpu-normal"])
+    pipeline = SlurmPipeline(paper_config(), RunDir("/scratch/runs/example"), profile)
+    prepare = next(unit for unit in pipeline.units if unit.name == "prepare_prompts")
+    params = pipeline.parameters(prepare.stage)
+    assert params["partition"] == "cpu" and params["qos"] == "cpu-normal" and params["account"] == "proj-rm"
+    assert "gres" not in params and params["cpus_per_task"] == profile.cpus_per_task
+    chosen = next(unit for unit in pipeline.units if unit.name == "synthesize_chosen")
+    assert chosen.waits_for == ("prepare_prompts",) and "prepare_prompts" not in chosen.before
+    assert "# scheduler waits on the critical path after detection: 3" in pipeline.graph()

@@ -26,6 +26,16 @@ def test_supersede_moves_outputs_aside_never_deletes(tmp_path):
     assert "pairs-old-" in moved.name
 
 
+def test_a_superseded_report_keeps_its_pages_beside_its_markers(tmp_path):
+    run = RunDir(tmp_path)
+    run.mark_done("report", 0, "old", 1.0)
+    run.report_dir.mkdir()
+    (run.report_dir / "index.md").write_text("# the old results\n")
+    moved = run.supersede("report")
+    assert not run.report_dir.exists() and (moved / "report" / "index.md").read_text() == "# the old results\n"
+    assert (moved / "done" / "00000.json").is_file()
+
+
 def test_an_adopted_stage_links_the_donors_files_and_a_rewrite_leaves_the_donor_alone(tmp_path):
     from retmask.io import write_json
 

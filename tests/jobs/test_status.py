@@ -1,0 +1,33 @@
+"""Status from recorded `sacct` output: a job a site cancels for a failed dependency
+(SchedulerParameters=kill_invalid_depend) is blocked, not failed; a light stage is as far as the
+job that hosts it."""
+from jobs import status
+from jobs.scheduler import parse_sacct
+from jobs.status import run_status
+from retmask.rundir import RunDir
+
+# sacct -n -P -X -j 100,101 --format=JobID,State,ExitCode,Reason, as Slurm 22.05 prints it
+RECORDED = """100_0|COMPLETED|0:0|None
+100_1|FAILED|1:0|NonZeroExitCode
+101|CANCELLED by 0|0:0|DependencyNeverSatisfied
+"""
+
+
+def test_a_job_cancelled_for_a_failed_dependency_is_blocked_and_so_is_what_it_hosts(tmp_path, monkeypatch):
+    run = RunDir(tmp_path)
+    run.write_manifest({"executor": "slurm", "order": ["synthesize_chosen", "pairs", "train"], "stages": {
+        "synthesize_chosen": {"fingerprint": "c", "shards": 2, "job_ids": {"0": "100_0", "1": "100_1"}},
+        "pairs": {"fingerprint": "p", "shards": 1, "runs_in": ["train"]},
+        "train": {"fingerprint": "t", "shards": 1, "job_ids": {"0": "101"}, "before": ["pairs"]}}})
+    run.mark_done("synthesize_chosen", 0, "c", 1.0)
+    monkeypatch.setattr(status, "job_states", lambda job_ids: (parse_sacct(RECORDED), "sacct"))
+    stages, _ = run_status(run)
+    states = {stage.name: [(s.state, s.failure) for s in stage.states] for stage in stages}
+    assert states == {"synthesize_chosen": [("done", None), ("failed", "exit code 1")],
+                      "pairs": [("blocked", None)], "train": [("blocked", "DependencyNeverSatisfied")]}
+
+
+def test_sacct_array_ranges_and_empty_reasons_are_read():
+    states = parse_sacct("7_[2-3%2]|PENDING||None\n8|RUNNING|0:0|None\n")
+    assert states == {"7_2": {"state": "PENDING", "exit_code": ""}, "7_3": {"state": "PENDING", "exit_code": ""},
+                      "8": {"state": "RUNNING", "exit_code": "0:0"}}
