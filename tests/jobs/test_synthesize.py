@@ -90,3 +90,18 @@ def test_the_same_model_in_both_roles_draws_independent_samples(tmp_path, toy_mo
                         for stage in ("synthesize_chosen", "synthesize_rejected"))
     differing = sum(a["response"] != b["response"] for a, b in zip(chosen, rejected))
     assert differing >= 12, [(a["response"], b["response"]) for a, b in zip(chosen, rejected)]
+
+
+def test_rows_of_two_sampling_settings_are_never_paired(tmp_path):
+    """A shard queued under one temperature and requeued under another would mix two experiments:
+    pairs refuses, naming the fingerprints."""
+    import pytest
+
+    from jobs.pairs import sample_rows
+
+    run = RunDir(tmp_path)
+    RowFile(run.shard_file("synthesize_rejected", 0)).append([{"prompt_id": "a", "fingerprint": "t07"}])
+    RowFile(run.shard_file("synthesize_rejected", 1)).append([{"prompt_id": "b", "fingerprint": "t09"}])
+    with pytest.raises(ValueError, match="rows made under different models or sampling settings "
+                                         r"\(fingerprints t07, t09\)"):
+        sample_rows(run, "synthesize_rejected")
