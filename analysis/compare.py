@@ -28,7 +28,7 @@ Files read from each run directory (a finished run has manifest.json and report/
     stages/helmet_scores/averages.json or stages/helmet/averages.json (optional, HELMET),
     stages/general/results.json (optional, general benchmarks: {"<task>": <score>, ...}).
 
-HELMET averages file (what jobs/helmet.py's `merge` writes to stages/helmet_scores/averages.json;
+HELMET averages file (what jobs/stages/helmet.py's `merge` writes to stages/helmet_scores/averages.json;
 stages/helmet/averages.json is read when that one is absent). Either one model's results:
 
     {"<length>": {"categories": {"<category>": AVERAGE, ...},   # HELMET categories: Recall, RAG, ...

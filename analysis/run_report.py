@@ -107,7 +107,7 @@ def _pairs_section(run: RunDir) -> list[str]:
 
 
 def _prompt_filter_line(run: RunDir) -> str:
-    from jobs.prompts import prompt_statistics
+    from jobs.stages.prompts import prompt_statistics
 
     filtered = prompt_statistics(run)
     if filtered is None:

@@ -82,7 +82,7 @@ def write_lmsys_shaped(path: Path, rows: int, seed: int = 0, batch: int = 50_000
 PREPARE = """
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from jobs.prompts import filters, processes
+from jobs.stages.prompts import filters, processes
 from retmask.config import load_config
 from retmask.prompts import prepare_prompts
 cfg = load_config({repo!r} + "/configs/tiny.yaml", ["synthesis.prompts=" + {source!r}, "synthesis.prompt_format=lmsys",

@@ -72,7 +72,7 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
 
 def _check_inputs(cfg, out=sys.stdout) -> None:
     """What can be checked here, before any stage starts: detection's NIAH instances, the prompts."""
-    from jobs import detect, prompts
+    from jobs.stages import detect, prompts
 
     count = detect.check_inputs(cfg)
     if count is not None:

@@ -28,7 +28,7 @@ def accelerate_command(cfg: ExperimentConfig, profile: ClusterProfile, run_root:
         command += ["--multi_gpu"] if nodes * gpus > 1 else []
     if cfg.train.bf16:
         command += ["--mixed_precision", "bf16"]
-    return command + ["-m", "jobs.train_entry", run_root]
+    return command + ["-m", "jobs.stages.train_entry", run_root]
 
 
 def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str) -> str:
@@ -78,7 +78,7 @@ def rendezvous_port(run, rank: str, timeout_s: float = 600) -> int:
 
 class TrainingLaunch(Checkpointable):
     """The training job as a whole: requeued by submitit on time limit or preemption, it
-    resumes from the latest checkpoint (see jobs/train.py)."""
+    resumes from the latest checkpoint (see jobs/stages/train.py)."""
 
     def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = ()):
         self.before, self.after = tuple(before), tuple(after)  # light stages hosted (jobs/units.py)

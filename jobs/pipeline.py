@@ -9,8 +9,8 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobs.evaluate import untrained_model_count
-from jobs.prompts import SECTIONS as PROMPT_SECTIONS
+from jobs.stages.evaluate import untrained_model_count
+from jobs.stages.prompts import SECTIONS as PROMPT_SECTIONS
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint
 from retmask.strategies import CONTROL_RULES, get_strategy
@@ -35,49 +35,49 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
     toy = ("toy_model",) if cfg.toy_model is not None else ()
     stages = []
     if toy:
-        stages.append(Stage("toy_model", "jobs.toy_model:run", sections=("toy_model",)))
+        stages.append(Stage("toy_model", "jobs.stages.toy_model:run", sections=("toy_model",)))
     stages += [
-        Stage("detect", "jobs.detect:run", toy, ("model", "detection"), lambda c: c.detection.shards),
-        Stage("merge_scores", "jobs.merge_scores:run", ("detect",), ("selection",)),  # its summary counts heads >= tau
+        Stage("detect", "jobs.stages.detect:run", toy, ("model", "detection"), lambda c: c.detection.shards),
+        Stage("merge_scores", "jobs.stages.merge_scores:run", ("detect",), ("selection",)),  # its summary counts heads >= tau
         # control_seed decides only a control strategy's draw: other strategies share their mask.
-        Stage("select_heads", "jobs.select_heads:run", ("merge_scores",),
+        Stage("select_heads", "jobs.stages.select_heads:run", ("merge_scores",),
               ("selection", "strategy") + (("control_seed",) if strategy.mask_rule in CONTROL_RULES else ())),
     ]
     if strategy.mask_rule:
-        stages.append(Stage("mask", "jobs.mask:run", ("select_heads",)))
+        stages.append(Stage("mask", "jobs.stages.mask:run", ("select_heads",)))
     stages += [
-        Stage("prepare_prompts", "jobs.prompts:run", toy, PROMPT_SECTIONS),
-        Stage("synthesize_chosen", "jobs.synthesize:run_chosen", ("prepare_prompts",), ("model", "synthesis"),
+        Stage("prepare_prompts", "jobs.stages.prompts:run", toy, PROMPT_SECTIONS),
+        Stage("synthesize_chosen", "jobs.stages.synthesize:run_chosen", ("prepare_prompts",), ("model", "synthesis"),
               lambda c: c.synthesis.shards),
     ]
     if strategy.rejected_from != "none":
         rejected_after = ("prepare_prompts",) + (("mask",) if strategy.rejected_from == "masked" else ())
-        stages.append(Stage("synthesize_rejected", "jobs.synthesize:run_rejected", rejected_after,
+        stages.append(Stage("synthesize_rejected", "jobs.stages.synthesize:run_rejected", rejected_after,
                             ("model", "rejected_model", "synthesis", "strategy"), lambda c: c.synthesis.shards))
     samples = tuple(s.name for s in stages if s.name.startswith("synthesize_"))
     if strategy.judged:
-        stages.append(Stage("judge", "jobs.judge:run", samples, ("judge",)))
+        stages.append(Stage("judge", "jobs.stages.judge:run", samples, ("judge",)))
         samples += ("judge",)
     stages += [
-        Stage("pairs", "jobs.pairs:run", samples, ("pairs",)),
-        Stage("train", "jobs.train:run", ("pairs",), ("train", "strategy")),
+        Stage("pairs", "jobs.stages.pairs:run", samples, ("pairs",)),
+        Stage("train", "jobs.stages.train:run", ("pairs",), ("train", "strategy")),
         # The untrained models' NIAH depends on neither strategy nor training: runs share it.
-        Stage("evaluate_base", "jobs.evaluate:run_base", ("merge_scores",), ("evaluation", "selection"),
+        Stage("evaluate_base", "jobs.stages.evaluate:run_base", ("merge_scores",), ("evaluation", "selection"),
               untrained_model_count),
-        Stage("evaluate", "jobs.evaluate:run", ("train", "merge_scores", "select_heads", "evaluate_base"),
+        Stage("evaluate", "jobs.stages.evaluate:run", ("train", "merge_scores", "select_heads", "evaluate_base"),
               ("evaluation",)),
     ]
     report_after = ("evaluate", "pairs", "train")
     if cfg.helmet.path:
         stages += [
-            Stage("helmet", "jobs.helmet:run", ("train",), ("helmet",),
+            Stage("helmet", "jobs.stages.helmet:run", ("train",), ("helmet",),
                   lambda c: len(c.helmet.models) * len(c.helmet.configs)),
-            Stage("helmet_scores", "jobs.helmet:merge", ("helmet",)),
+            Stage("helmet_scores", "jobs.stages.helmet:merge", ("helmet",)),
         ]
         report_after += ("helmet_scores",)
     if cfg.general.tasks:
-        stages.append(Stage("general", "jobs.general:run", ("train",), ("general",)))
-    stages.append(Stage("report", "jobs.report:run", report_after))
+        stages.append(Stage("general", "jobs.stages.general:run", ("train",), ("general",)))
+    stages.append(Stage("report", "jobs.stages.report:run", report_after))
     return stages
 
 

@@ -64,7 +64,7 @@ def _avg(value, incomplete=False, missing=()):
     return {"value": value, "incomplete": incomplete, "missing": list(missing)}
 
 
-HELMET = {  # the shape jobs/helmet.py's merge writes: per model, per length
+HELMET = {  # the shape jobs/stages/helmet.py's merge writes: per model, per length
     "base": {
         "8192": {"categories": {"Recall": _avg(50.0), "RAG": _avg(30.0)}, "overall": _avg(40.0)},
         "16384": {"categories": {"Recall": _avg(44.0), "RAG": _avg(None, True, ["nq at length 16384: no result file"])},

@@ -3,7 +3,7 @@
 Runs inside its own environment (vLLM's CPU build pins an older transformers than the project's;
 see tests/helpers/vllm_env.py) and writes its findings to <work>/findings.json (vLLM logs to
 stdout), which tests/retmask/test_backends_vllm.py asserts on:
-- a synthesis shard through `jobs.synthesize` with `synthesis.backend: vllm`;
+- a synthesis shard through `jobs.stages.synthesize` with `synthesis.backend: vllm`;
 - a shard cut after its first batch and resumed ends with the uninterrupted rows (per-prompt seeds);
 - the engine's context is `synthesis.max_model_len`;
 - the masked checkpoint, read by vLLM's own weight loader, answers greedily as the HF model
@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def main(toy_dir: str, work: str, heads: str) -> None:
-    from jobs.synthesize import synthesize
+    from jobs.stages.synthesize import synthesize
     from retmask import backends
     from retmask.config import load_config
     from retmask.masking import heads_from_names, mask_heads_in_memory, write_masked_checkpoint
@@ -39,7 +39,7 @@ def main(toy_dir: str, work: str, heads: str) -> None:
     def shard_rows(run: RunDir) -> list[dict]:
         return RowFile(run.shard_file("synthesize_chosen", 0)).existing()
 
-    from jobs.prompts import run as prepare_prompts
+    from jobs.stages.prompts import run as prepare_prompts
 
     whole = RunDir(work_dir / "whole")
     prepare_prompts(cfg, whole, 0)

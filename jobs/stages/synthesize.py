@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from jobs.mask import masked_model_dir
-from jobs.prompts import shard_prompts
+from jobs.stages.mask import masked_model_dir
+from jobs.stages.prompts import shard_prompts
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint, write_jsonl
 from retmask.rows import RowFile

@@ -10,7 +10,7 @@ import time
 
 from jobs.local import LocalPipeline
 from jobs.runner import load_run_config
-from jobs.train import train_log_path, trainer_dir
+from jobs.stages.train import train_log_path, trainer_dir
 from retmask.config import load_config, save_config
 from retmask.io import read_json, read_jsonl
 from retmask.rundir import RunDir
@@ -32,7 +32,7 @@ def _environment() -> dict:
 
 
 def _start_training(run: RunDir, log_file) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.train_entry", str(run.root)], cwd=REPO, env=_environment(),
+    return subprocess.Popen([sys.executable, "-m", "jobs.stages.train_entry", str(run.root)], cwd=REPO, env=_environment(),
                             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
 

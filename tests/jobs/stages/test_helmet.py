@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from jobs import helmet
+from jobs.stages import helmet
 from jobs.pipeline import build_stages
 from retmask.config import ConfigError, ExperimentConfig, from_dict
 from retmask.io import read_json

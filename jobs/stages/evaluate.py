@@ -8,8 +8,8 @@ shares it.
 (before vs after DPO)."""
 from __future__ import annotations
 
-from jobs.detect import detection_instances, max_positions
-from jobs.train import trained_model_dir
+from jobs.stages.detect import detection_instances, max_positions
+from jobs.stages.train import trained_model_dir
 from retmask.config import ExperimentConfig
 from retmask.io import read_json, write_json
 from retmask.rows import read_shards

@@ -14,7 +14,7 @@ def pairs_dir(run: RunDir):
 
 def sample_rows(run: RunDir, stage: str) -> list[dict]:
     """A synthesis stage's rows, all of one model and sampling."""
-    from jobs.synthesize import check_row_fingerprints
+    from jobs.stages.synthesize import check_row_fingerprints
 
     rows = read_shards(run.shard_files(stage))
     check_row_fingerprints(rows, None, run.stage_dir(stage))
@@ -38,7 +38,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
         chosen, rejected = sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected")
         undecided = None
         if strategy.judged:
-            from jobs.judge import read_verdicts
+            from jobs.stages.judge import read_verdicts
 
             chosen, rejected, undecided = order_by_verdicts(chosen, rejected, read_verdicts(run))
         build = build_pairs(chosen, rejected, cfg.pairs, reasoning_field)

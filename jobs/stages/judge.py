@@ -2,8 +2,8 @@
 higher-rated one as chosen. Scores are kept per prompt, so the ranking can be inspected."""
 from __future__ import annotations
 
-from jobs.pairs import sample_rows
-from jobs.prompts import prepared_prompts
+from jobs.stages.pairs import sample_rows
+from jobs.stages.prompts import prepared_prompts
 from retmask.config import ExperimentConfig
 from retmask.io import read_jsonl, write_jsonl
 from retmask.rundir import RunDir

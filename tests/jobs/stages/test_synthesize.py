@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from jobs.prompts import run as prepare_prompts
+from jobs.stages.prompts import run as prepare_prompts
 from jobs.runner import load_run_config
 from retmask.config import load_config, save_config
 from retmask.rows import RowFile
@@ -67,7 +67,7 @@ def _fingerprint(cfg):
 
 
 def test_prompt_seeds_are_per_prompt_and_per_stage():
-    from jobs.synthesize import prompt_seeds
+    from jobs.stages.synthesize import prompt_seeds
 
     chosen = prompt_seeds(0, "synthesize_chosen", 0, 8)
     assert prompt_seeds(0, "synthesize_chosen", 4, 4) == chosen[4:]  # the same whatever the batching
@@ -77,7 +77,7 @@ def test_prompt_seeds_are_per_prompt_and_per_stage():
 def test_the_same_model_in_both_roles_draws_independent_samples(tmp_path, toy_model_dir):
     """Chosen and rejected are independent samples: with one model in both roles, their texts
     differ wherever sampling can differ."""
-    from jobs.synthesize import synthesize
+    from jobs.stages.synthesize import synthesize
 
     run = RunDir(tmp_path / "run")
     cfg = load_config(REPO / "configs" / "tiny.yaml",
@@ -97,7 +97,7 @@ def test_rows_of_two_sampling_settings_are_never_paired(tmp_path):
     pairs refuses, naming the fingerprints."""
     import pytest
 
-    from jobs.pairs import sample_rows
+    from jobs.stages.pairs import sample_rows
 
     run = RunDir(tmp_path)
     RowFile(run.shard_file("synthesize_rejected", 0)).append([{"prompt_id": "a", "fingerprint": "t07"}])

@@ -2,7 +2,7 @@
 trains, logs every step once, and saves a whole model that loads with `from_pretrained`.
 
 ZeRO-2 runs the cluster's own launch command (`jobs.launch.accelerate_command`: `accelerate launch
---use_deepspeed ... -m jobs.train_entry RUN`). ZeRO-3 runs under the `deepspeed` launcher through a
+--use_deepspeed ... -m jobs.stages.train_entry RUN`). ZeRO-3 runs under the `deepspeed` launcher through a
 small entry script: that launcher puts `--local_rank=N` before the script's arguments, and on CPU
 DeepSpeed's own communication layer must be up before TRL loads the reference model under
 `zero.Init` (on GPUs accelerate does that; with `use_cpu` it starts plain torch.distributed
@@ -22,7 +22,7 @@ from jobs.launch import accelerate_command
 from jobs.local import LocalPipeline
 from jobs.profiles import ClusterProfile
 from jobs.runner import load_run_config
-from jobs.train import train_log_path, trained_model_dir
+from jobs.stages.train import train_log_path, trained_model_dir
 from retmask.config import load_config, save_config
 from retmask.io import read_json, read_jsonl
 from retmask.rundir import RunDir
@@ -47,7 +47,7 @@ parser.add_argument("--local_rank", type=int, default=-1)  # the deepspeed launc
 args = parser.parse_args()
 deepspeed.init_distributed(dist_backend="gloo")
 
-from jobs.train_entry import main  # noqa: E402
+from jobs.stages.train_entry import main  # noqa: E402
 
 main(args.run)
 '''

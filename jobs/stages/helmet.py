@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobs.train import trained_model_dir
+from jobs.stages.train import trained_model_dir
 from retmask.config import ExperimentConfig
 from retmask.io import write_json
 from retmask.rundir import RunDir

@@ -2,7 +2,7 @@
 folded into the cross-run tables as stages/general/results.json: {task: score}."""
 from __future__ import annotations
 
-from jobs.train import trained_model_dir
+from jobs.stages.train import trained_model_dir
 from retmask.config import ExperimentConfig
 from retmask.io import write_json
 from retmask.rundir import RunDir

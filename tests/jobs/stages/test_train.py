@@ -6,8 +6,8 @@ from safetensors.torch import load_file
 
 from jobs.local import LocalPipeline
 from jobs.runner import load_run_config
-from jobs.train import run as train
-from jobs.train import trained_model_dir
+from jobs.stages.train import run as train
+from jobs.stages.train import trained_model_dir
 from retmask.config import load_config, save_config
 from retmask.rundir import RunDir
 from tests.conftest import REPO

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from jobs.pairs import pairs_dir
+from jobs.stages.pairs import pairs_dir
 from retmask.config import ExperimentConfig
 from retmask.io import atomic_directory, read_jsonl, write_json, write_jsonl
 from retmask.rundir import RunDir

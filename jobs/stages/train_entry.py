@@ -1,4 +1,4 @@
-"""Entry point of each training process under a launcher: `python -m jobs.train_entry RUN`
+"""Entry point of each training process under a launcher: `python -m jobs.stages.train_entry RUN`
 (accelerate launch on clusters; the deepspeed launcher adds --local_rank)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 
 from jobs.runner import load_run_config
-from jobs.train import run
+from jobs.stages.train import run
 from retmask.rundir import RunDir
 
 
@@ -53,7 +53,7 @@ def _exit_skipping_finalizers() -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.train_entry")
+    parser = argparse.ArgumentParser(prog="python -m jobs.stages.train_entry")
     parser.add_argument("run_root")
     # Set by the deepspeed launcher; the LOCAL_RANK environment variable carries the same.
     parser.add_argument("--local_rank", "--local-rank", type=int, default=-1)

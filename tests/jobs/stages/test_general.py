@@ -2,7 +2,7 @@ import importlib.util
 
 import pytest
 
-from jobs.general import task_scores
+from jobs.stages.general import task_scores
 from jobs.pipeline import build_stages
 from retmask.config import ConfigError, ExperimentConfig, from_dict
 
