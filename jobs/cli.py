@@ -102,7 +102,7 @@ def cmd_submit(args) -> int:
 def _submit(cfg, args, until: str | None) -> int:
     """Submit the stages up to `until` with the --cluster, --profile-set, --dry-run and --force flags."""
     from jobs import control
-    from jobs.profiles import check_against_scheduler
+    from jobs.schedulers import scheduler_for
     from retmask.rundir import RunDir
 
     profile = _cluster_profile(args)
@@ -110,7 +110,7 @@ def _submit(cfg, args, until: str | None) -> int:
     if args.dry_run:
         print(control.dry_run(cfg, RunDir(cfg.run_dir), profile, until=until))
         return 0
-    check_against_scheduler(profile)  # before anything is written
+    scheduler_for(profile).check(profile)  # before anything is written
     run = RunDir(cfg.run_dir)
     control.submit(cfg, run, profile, force=args.force, until=until)  # writes the config once its checks pass
     print(follow_hint(run.root))

@@ -9,10 +9,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from jobs.profiles import ClusterProfile, check_against_scheduler
-from jobs.scheduler import cancel as scancel
+from jobs.cluster import ClusterPipeline
+from jobs.profiles import ClusterProfile
 from jobs.runner import record_config
-from jobs.slurm import SlurmPipeline
+from jobs.schedulers import scheduler_for, scheduler_of_run
 from jobs.status import failure_groups, last_error_line, run_status, stderr_path
 from retmask.config import ConfigError, ExperimentConfig
 from retmask.errors import UserError
@@ -24,11 +24,11 @@ def dry_run(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, until: 
     written or submitted."""
     from jobs.units import direct_waits
 
-    pipeline = SlurmPipeline(cfg, run, profile, until=until)
+    pipeline = ClusterPipeline(cfg, run, profile, until=until)
     texts = [pipeline.graph()]
     for unit in pipeline.units:
         waits = direct_waits(pipeline.units, unit)
-        dependency = "afterok:" + ":".join(f"<{name} job>" for name in waits) if waits else None
+        dependency = [f"<{name} job>" for name in waits] if waits else None
         shards = unit.stage.shards(cfg)
         texts.append(f"# ===== job {unit.name}: {shards} task(s) =====\n" + pipeline.render(unit, shards, dependency))
     return "\n".join(texts)
@@ -77,7 +77,7 @@ def live_jobs(run: RunDir) -> list[str]:
 
 def submit(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: bool = False, log=print,
            until: str | None = None) -> dict:
-    check_against_scheduler(profile)
+    scheduler_for(profile).check(profile)
     with one_submitter(run):
         live = live_jobs(run)
         if live:
@@ -86,7 +86,7 @@ def submit(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: b
                             f"{', ...' if len(live) > 5 else ''}); a second submit would run them twice. Follow them "
                             f"with `retmask status {quoted}`, resubmit what failed with `retmask resume {quoted}`, "
                             f"or withdraw them with `retmask cancel {quoted}` first")
-        pipeline = SlurmPipeline(cfg, run, profile, log, until=until)
+        pipeline = ClusterPipeline(cfg, run, profile, log, until=until)
         plans = pipeline.plan(force=force)  # refuses outputs of another config before anything is written
         if not any(plan.todo for plan in plans):
             log("every stage is already done for this config; nothing submitted")
@@ -114,14 +114,15 @@ def resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: b
 def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: bool, time_factor: float,
             mem_factor: float, log) -> dict:
     manifest = run.read_manifest()
-    if manifest.get("executor") != "slurm":
-        raise ConfigError(f"{run.root} was not submitted to SLURM; rerun `retmask run` on it to resume locally")
-    check_against_scheduler(profile)
+    if scheduler_of_run(manifest) is None:
+        raise ConfigError(f"{run.root} was not submitted to a cluster; rerun `retmask run` on it to resume locally")
+    scheduler = scheduler_for(profile)
+    scheduler.check(profile)
     stages, _ = run_status(run)
     # Pending jobs have not started; those behind a failure would wait forever on it. Cancel them
     # all and resubmit them with dependencies on the new jobs. Running jobs are kept and waited for.
     pending = [s.job_id for stage in stages for s in stage.states if s.state in ("pending", "blocked") and s.job_id]
-    scancel(pending)
+    scheduler.cancel(pending)
     active: dict[str, set[int]] = defaultdict(set)
     outstanding: dict[str, list[str]] = defaultdict(list)
     updates: dict[str, dict] = {}
@@ -136,7 +137,7 @@ def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: 
             elif shard.state == "failed" and shard.failure == "OOM" and mem_factor != 1 and "mem" in previous:
                 updates.setdefault(status.name, {})["mem"] = _scaled(previous["mem"], mem_factor)
     submitted = [name for name in manifest.get("order", []) if name in manifest["stages"]]
-    pipeline = SlurmPipeline(cfg, run, profile, log, until=submitted[-1] if submitted else None)
+    pipeline = ClusterPipeline(cfg, run, profile, log, until=submitted[-1] if submitted else None)
     plans = pipeline.plan(active, force=force)
     if not any(plan.todo for plan in plans):
         log("nothing to resubmit: every shard is done, queued or running")
@@ -150,7 +151,9 @@ def cancel(run: RunDir, log=print) -> list[str]:
     stages, _ = run_status(run)
     ids = [s.job_id for stage in stages for s in stage.states
            if s.state in ("running", "pending", "blocked") and s.job_id]
-    scancel(ids)
+    scheduler = scheduler_of_run(run.read_manifest())
+    if scheduler and ids:
+        scheduler.cancel(ids)
     log(f"cancelled {len(ids)} job(s)" + (f": {', '.join(ids)}" if ids else ""))
     return ids
 

@@ -3,8 +3,6 @@ profile. Site values (partition, account, QoS, setup lines) come from the user's
 overrides, never from the code."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,13 +91,6 @@ class ClusterProfile:
             return self.gpus_per_task.get(stage, self.gpus_per_node)
         return self.gpus_per_node if stage in GPU_STAGES else 0
 
-    def gpu_parameters(self, gpus: int) -> dict:
-        if not gpus:
-            return {}
-        if self.gpu_request == "gres":
-            return {"gres": f"gpu:{self.gpu_type}:{gpus}" if self.gpu_type else f"gpu:{gpus}"}
-        return {"gpus_per_node": gpus}
-
 
 def available_profiles() -> list[str]:
     return sorted(path.stem for path in PROFILE_DIR.glob("*.yaml"))
@@ -120,26 +111,3 @@ def load_profile(name_or_path: str, overrides: list[str] = ()) -> ClusterProfile
     profile = from_dict(ClusterProfile, data, key=f"profile {path.stem}")
     profile.validate(f"profile {path.stem}")
     return profile
-
-
-def check_against_scheduler(profile: ClusterProfile) -> None:
-    """Checks only the scheduler can answer: the partition exists and has GPUs if we ask for them."""
-    if shutil.which("sinfo") is None:
-        raise ConfigError("no SLURM here (sinfo not found); submit from a login node, or use --dry-run")
-    out = subprocess.run(["sinfo", "-h", "-p", profile.partition, "-o", "%P %G"], capture_output=True, text=True)
-    if out.returncode != 0 or not out.stdout.strip():
-        raise ConfigError(f"partition {profile.partition!r} not found on this cluster (sinfo: "
-                          f"{(out.stderr or 'no such partition').strip()})")
-    gres = " ".join(line.split(maxsplit=1)[1] if " " in line else "" for line in out.stdout.splitlines())
-    if profile.gpus_per_node and "gpu" not in gres:
-        raise ConfigError(f"the profile asks for {profile.gpus_per_node} GPUs per node but partition "
-                          f"{profile.partition!r} has no GPUs (gres: {gres.strip() or 'none'}); "
-                          "set gpus_per_node: 0 for a CPU cluster")
-
-
-def scheduler_max_array_size() -> int:
-    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        if line.strip().startswith("MaxArraySize"):
-            return int(line.split("=")[1].strip())
-    return 1001  # SLURM's default

@@ -8,7 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.scheduler import ACTIVE, FAILURE_CLASS, job_states
+from jobs.schedulers import scheduler_of_run
+from jobs.schedulers.base import ACTIVE, BLOCKED_REASON, FAILURE_CLASS
 from retmask.rundir import RunDir
 
 ROW_STAGES = ("detect", "synthesize_chosen", "synthesize_rejected")
@@ -77,7 +78,8 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
     manifest = run.read_manifest()
     stages = manifest.get("stages", {})
     job_ids = [job for entry in stages.values() for job in entry.get("job_ids", {}).values()]
-    states, source = job_states(job_ids) if query_scheduler and manifest.get("executor") == "slurm" else ({}, "none")
+    scheduler = scheduler_of_run(manifest) if query_scheduler else None
+    states, source = scheduler.states(job_ids) if scheduler and job_ids else ({}, "none")
     result = []
     for name in manifest.get("order", list(stages)):
         entry = stages.get(name, {})
@@ -91,10 +93,10 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
                 status.states.append(ShardState(shard, "done", job_id))
                 continue
             scheduler_state = states.get(job_id, {}).get("state") if job_id else None
-            if scheduler_state in ("PENDING", "CANCELLED") and states[job_id].get("reason") == "DependencyNeverSatisfied":
+            if scheduler_state in ("PENDING", "CANCELLED") and states[job_id].get("reason") == BLOCKED_REASON:
                 # waits on a failed upstream shard, or was cancelled for it by a site that sets
                 # kill_invalid_depend: `retmask resume` resubmits it behind the new job
-                status.states.append(ShardState(shard, "blocked", job_id, "DependencyNeverSatisfied"))
+                status.states.append(ShardState(shard, "blocked", job_id, BLOCKED_REASON))
             elif job_id is None and entry.get("runs_in"):
                 status.states.append(ShardState(shard, "hosted"))  # read once every job's state is known
             elif scheduler_state in ACTIVE:

@@ -1,8 +1,7 @@
 """Status from recorded `sacct` output: a job a site cancels for a failed dependency
 (SchedulerParameters=kill_invalid_depend) is blocked, not failed; a light stage is as far as the
 job that hosts it."""
-from jobs import status
-from jobs.scheduler import parse_sacct
+from jobs.schedulers.slurm import SlurmScheduler, parse_sacct
 from jobs.status import run_status
 from retmask.rundir import RunDir
 
@@ -20,7 +19,7 @@ def test_a_job_cancelled_for_a_failed_dependency_is_blocked_and_so_is_what_it_ho
         "pairs": {"fingerprint": "p", "shards": 1, "runs_in": ["train"]},
         "train": {"fingerprint": "t", "shards": 1, "job_ids": {"0": "101"}, "before": ["pairs"]}}})
     run.mark_done("synthesize_chosen", 0, "c", 1.0)
-    monkeypatch.setattr(status, "job_states", lambda job_ids: (parse_sacct(RECORDED), "sacct"))
+    monkeypatch.setattr(SlurmScheduler, "states", lambda self, job_ids: (parse_sacct(RECORDED), "sacct"))
     stages, _ = run_status(run)
     states = {stage.name: [(s.state, s.failure) for s in stage.states] for stage in stages}
     assert states == {"synthesize_chosen": [("done", None), ("failed", "exit code 1")],

@@ -74,13 +74,13 @@ def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_
 def test_gpu_request_on_a_cluster_without_gpus_is_refused_before_submission(local_slurm):
     import pytest
 
-    from jobs.profiles import check_against_scheduler
+    from jobs.schedulers.slurm import check_partition
     from retmask.config import ConfigError
 
     with pytest.raises(ConfigError, match="asks for 4 GPUs per node but partition 'debug' has no GPUs"):
-        check_against_scheduler(load_profile("local-slurm", ["gpus_per_node=4"]))
+        check_partition(load_profile("local-slurm", ["gpus_per_node=4"]))
     with pytest.raises(ConfigError, match="partition 'nope' not found"):
-        check_against_scheduler(load_profile("local-slurm", ["partition=nope"]))
+        check_partition(load_profile("local-slurm", ["partition=nope"]))
 
 
 def test_detect_alone_on_slurm_gives_the_local_scores(local_slurm, toy_model_dir, tmp_path, capsys):
@@ -108,7 +108,7 @@ def test_a_submission_cut_by_a_submit_limit_leaves_what_it_queued_recorded(local
     import pytest
 
     from jobs.cli import main
-    from jobs.slurm import SubmissionCut
+    from jobs.cluster import SubmissionCut
 
     cfg = load_config(REPO / "configs" / "tiny.yaml", ["detection.shards=4"])
     cfg.run_dir = str(tmp_path / "cut")

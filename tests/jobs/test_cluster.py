@@ -1,5 +1,5 @@
 """Golden files of the sbatch scripts `retmask submit --dry-run` prints, for the two GPU cluster
-shapes. Regenerate after an intended change with RETMASK_UPDATE_GOLDEN=1."""
+shapes, and the job graph they form. Regenerate after an intended change with RETMASK_UPDATE_GOLDEN=1."""
 import os
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import yaml
 
 from jobs.units import direct_waits
 from jobs.profiles import load_profile
-from jobs.slurm import SlurmPipeline
+from jobs.cluster import ClusterPipeline
 from retmask.config import ConfigError, ExperimentConfig, from_dict
 from retmask.rundir import RunDir
 from tests.conftest import REPO
@@ -28,11 +28,11 @@ def paper_config() -> ExperimentConfig:
 def rendered(shape: str) -> str:
     profile = load_profile(shape.rsplit("-", 1)[0], SHAPES[shape])
     cfg = paper_config()
-    pipeline = SlurmPipeline(cfg, RunDir("/scratch/runs/example"), profile)
+    pipeline = ClusterPipeline(cfg, RunDir("/scratch/runs/example"), profile)
     texts = [pipeline.graph()]
     for unit in pipeline.units:
         waits = direct_waits(pipeline.units, unit)
-        dependency = "afterok:" + ":".join(f"<{d}>" for d in waits) if waits else None
+        dependency = [f"<{d}>" for d in waits] if waits else None
         texts.append(f"# ===== {unit.name} =====\n" + pipeline.render(
             unit, unit.stage.shards(cfg), dependency, python="python", folder=f"/scratch/runs/example/logs/{unit.name}"))
     return "\n".join(texts)
@@ -106,7 +106,7 @@ def test_the_paper_config_waits_three_times_after_detection_and_queues_no_gpu_le
 
 def test_a_cpu_partition_takes_the_prompt_preparation_as_a_cpu_job():
     profile = load_profile("slurm-4xh100", SHAPES["slurm-4xh100-1x4"] + ["cpu_partition=cpu", "cpu_qos=cpu-normal"])
-    pipeline = SlurmPipeline(paper_config(), RunDir("/scratch/runs/example"), profile)
+    pipeline = ClusterPipeline(paper_config(), RunDir("/scratch/runs/example"), profile)
     prepare = next(unit for unit in pipeline.units if unit.name == "prepare_prompts")
     params = pipeline.parameters(prepare.stage)
     assert params["partition"] == "cpu" and params["qos"] == "cpu-normal" and params["account"] == "proj-rm"

@@ -1,5 +1,5 @@
-"""Submit the stage graph to SLURM through submitit: one job (an array when sharded) per
-scheduling unit (jobs/units.py: heavy stages hosting the light ones), afterok dependencies, and a
+"""Submit the stage graph to a batch scheduler (jobs/schedulers/) through submitit: one job (an
+array when sharded) per scheduling unit (jobs/units.py: heavy stages hosting the light ones), afterok dependencies, and a
 manifest recording the job graph, so status/resume/cancel work later from any shell. The manifest
 is rewritten as each job is accepted, so a submission cut short leaves no job unrecorded.
 
@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
-from jobs.profiles import ClusterProfile, scheduler_max_array_size
+from jobs.profiles import ClusterProfile
+from jobs.schedulers import scheduler_for
+from jobs.schedulers.base import JobRequest
 from jobs.units import Unit, is_light, scheduling_units
 from retmask.config import ConfigError, ExperimentConfig
 from retmask.errors import UserError
@@ -46,12 +48,13 @@ def chunks(items: list[int], size: int) -> list[list[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-class SlurmPipeline:
+class ClusterPipeline:
     def __init__(self, cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, log=print,
                  until: str | None = None):
         from jobs.local import upstream_of
 
         self.cfg, self.run, self.profile, self.log = cfg, run, profile, log
+        self.scheduler = scheduler_for(profile)
         all_stages = build_stages(cfg)
         self.prints = stage_fingerprints(cfg, all_stages)
         self.stages = upstream_of(all_stages, until) if until else all_stages
@@ -65,37 +68,26 @@ class SlurmPipeline:
         """Training on GPUs runs `accelerate launch` once per node; everything else is one process."""
         return stage.name == "train" and self.profile.gpus_per_node > 0
 
-    def parameters(self, stage: Stage) -> dict:
+    def request(self, stage: Stage) -> JobRequest:
+        """What a job of this stage asks for: GPUs for GPU work, else CPUs (on the CPU partition
+        when the site has one)."""
         p = self.profile
         gpus = p.stage_gpus(stage.name) if not is_light(stage, self.cfg) else 0
         nodes = p.train_nodes if self.uses_launcher(stage) else 1
-        cpus = p.cpus_per_gpu * gpus if gpus else p.cpus_per_task
-        on_cpus = not gpus and p.cpu_partition  # a CPU job goes to the CPU partition when the site has one
-        params = {
-            "job_name": f"retmask-{self.cfg.name}-{stage.name}",
-            "partition": p.cpu_partition if on_cpus else p.partition,
-            "time": p.time_limit(stage.name),
-            "nodes": nodes,
-            "ntasks_per_node": 1,
-            "cpus_per_task": cpus,
-            "mem": f"{p.mem_per_gpu_gb * gpus if gpus else p.mem_gb}GB",
-            "signal_delay_s": p.signal_delay_s,
-            "array_parallelism": p.array_parallelism,
-            "setup": list(p.setup),
-            # Slurm 22.05-23.02 steps no longer inherit --cpus-per-task: give it to srun too, or
-            # with CPU binding every engine and launcher runs on one core.
-            "srun_args": ["--cpus-per-task", str(cpus)],
-            "wckey": None,  # submitit's default wckey is refused where wckeys are enforced
-            **p.gpu_parameters(gpus),
-        }
-        if nodes > 1:
-            params["exclusive"] = True  # a multi-node run shares no node: its NCCL traffic would
+        on_cpus = not gpus and bool(p.cpu_partition)
         account, qos = (p.cpu_account or p.account, p.cpu_qos) if on_cpus else (p.account, p.qos)
-        if account:
-            params["account"] = account
-        if qos:
-            params["qos"] = qos
-        return params
+        return JobRequest(
+            name=f"retmask-{self.cfg.name}-{stage.name}",
+            queue=p.cpu_partition if on_cpus else p.partition,
+            minutes=p.time_limit(stage.name),
+            cpus=p.cpus_per_gpu * gpus if gpus else p.cpus_per_task,
+            mem_gb=p.mem_per_gpu_gb * gpus if gpus else p.mem_gb,
+            gpus=gpus, nodes=nodes, account=account, qos=qos,
+            exclusive=nodes > 1,  # a multi-node run shares no node: its NCCL traffic would
+            setup=tuple(p.setup), array_parallelism=p.array_parallelism, signal_delay_s=p.signal_delay_s)
+
+    def parameters(self, stage: Stage) -> dict:
+        return self.scheduler.parameters(self.request(stage))
 
     def _function(self, unit: Unit):
         """Checkpointable callables: a job cut by its time limit or preempted is requeued."""
@@ -109,18 +101,15 @@ class SlurmPipeline:
 
     # ------------------------------------------------------------------ rendering (dry run, golden files)
 
-    def render(self, unit: Unit, shards: int, dependency: str | None = None, python: str = sys.executable,
+    def render(self, unit: Unit, shards: int, dependency: list[str] | None = None, python: str = sys.executable,
                folder: str | None = None) -> str:
-        """The sbatch script submitit would write for this unit, without submitting anything."""
-        from submitit.slurm.slurm import _make_sbatch_string
-
+        """The script submitit would write for this unit, without submitting anything; `dependency`
+        names the jobs it waits for (placeholders in a dry run)."""
         stage = unit.stage
         folder = folder or str(self.run.log_dir(stage.name) / "<attempt>")
-        params = self.parameters(stage)
-        if dependency:
-            params["dependency"] = dependency
-        text = _make_sbatch_string(command=f"{python} -u -m submitit.core._submit {shlex.quote(folder)}",
-                                   folder=folder, map_count=shards if stage.shards(self.cfg) > 1 else None, **params)
+        params = {**self.parameters(stage), **(self.scheduler.after(dependency) if dependency else {})}
+        text = self.scheduler.render(params, folder, f"{python} -u -m submitit.core._submit {shlex.quote(folder)}",
+                                     shards if stage.shards(self.cfg) > 1 else None)
         if unit.before or unit.after:
             text += "\n# each task runs, under the run's lock, once per run:\n"
             if unit.before:
@@ -200,12 +189,10 @@ class SlurmPipeline:
         downstream jobs must also wait for. Each accepted job is recorded in the manifest at once;
         a refusal part way raises SubmissionCut, with what was queued recorded. Returns the manifest.
         """
-        import submitit
-
         # Earlier jobs still queued or running are waited for task by task (their array may hold a
         # failed task, which an afterok on the whole array would never get past); new arrays whole.
         outstanding = {k: list(v) for k, v in (outstanding or {}).items()}
-        limit = max_array_size or self.profile.max_array_size or scheduler_max_array_size()
+        limit = max_array_size or self.profile.max_array_size or self.scheduler.max_array_size()
         attempt = time.strftime("%Y%m%d-%H%M%S")
         manifest = self.record(plans)  # the graph first, so status reads the run even if nothing is accepted
         for plan in plans:
@@ -213,10 +200,10 @@ class SlurmPipeline:
                 continue
             waits = [job for dep in plan.unit.waits_for for job in outstanding.get(dep, [])]
             plan.log_folder = str(self.run.log_dir(plan.stage.name) / attempt)
-            executor = submitit.SlurmExecutor(folder=plan.log_folder)
+            executor = self.scheduler.executor(plan.log_folder)
             params = {**plan.parameters, **(parameter_updates or {}).get(plan.stage.name, {})}
             if waits:
-                params["dependency"] = "afterok:" + ":".join(sorted(set(waits)))
+                params.update(self.scheduler.after(waits))
             executor.update_parameters(**params)
             function = self._function(plan.unit)
             for part in chunks(plan.todo, limit):  # indices run 0..len-1 < MaxArraySize
@@ -235,19 +222,19 @@ class SlurmPipeline:
                         "finish), `retmask cancel` withdraws them") from None
                 for shard, job in zip(part, jobs):
                     plan.job_ids[shard] = str(job.job_id)
-                plan.arrays.append(_base_id(str(jobs[0].job_id)))
+                plan.arrays.append(self.scheduler.base_id(str(jobs[0].job_id)))
                 manifest = self.record([plan])
             outstanding[plan.stage.name] = outstanding.get(plan.stage.name, []) + plan.arrays
             hosted = f" (with {', '.join(plan.unit.before + plan.unit.after)})" if plan.unit.before + plan.unit.after else ""
             self.log(f"[{plan.stage.name}] submitted {len(plan.todo)} shard(s){hosted} as {', '.join(plan.arrays)}"
-                     + (f" after {params['dependency']}" if waits else ""))
+                     + (f" after {', '.join(sorted(set(waits)))}" if waits else ""))
         return manifest
 
     def record(self, plans: list[StagePlan]) -> dict:
         """Merge these plans into the manifest: job ids per shard (newest last), and for each light
         stage the jobs that run it."""
         manifest = self.run.read_manifest()
-        manifest.update({"executor": "slurm", "updated": time.time(), "order": [s.name for s in self.stages],
+        manifest.update({"executor": self.scheduler.kind, "updated": time.time(), "order": [s.name for s in self.stages],
                          "profile": self.profile.__dict__})
         stages = manifest.setdefault("stages", {})
         for plan in plans:
@@ -278,8 +265,3 @@ class SlurmPipeline:
 def _last_line(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
-
-
-def _base_id(job_id: str) -> str:
-    """afterok on an array waits for all its tasks through the array's base id."""
-    return job_id.split("_")[0]
