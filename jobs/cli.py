@@ -82,12 +82,12 @@ def _check_inputs(cfg, out=sys.stdout) -> None:
 
 
 def _cluster_profile(args):
-    """The SLURM profile named by --cluster, with --profile-set overrides."""
+    """The cluster profile named by --cluster, with --profile-set overrides."""
     from jobs.profiles import load_profile
 
     profile = load_profile(args.cluster, args.profile_set or [])
-    if profile.kind != "slurm":
-        raise ConfigError(f"profile {args.cluster!r} is not a SLURM profile; run without --cluster (or use "
+    if profile.kind == "local":
+        raise ConfigError(f"profile {args.cluster!r} is not a cluster profile; run without --cluster (or use "
                           "`retmask run`) to run locally")
     return profile
 

@@ -130,10 +130,11 @@ class ClusterPipeline:
 
         lines = [f"# job graph: {len(self.units)} job(s) for {len(self.stages)} stage(s)"]
         for unit in self.units:
-            params = self.parameters(unit.stage)
+            request = self.request(unit.stage)
             shards = unit.stage.shards(self.cfg)
-            gpus = params.get("gres") or (f"{params['gpus_per_node']} GPU(s)" if params.get("gpus_per_node") else "no GPU")
-            line = f"#   {unit.name:<20} {shards:>4} task(s)  {params['partition']}  {gpus}"
+            gpus = f"{request.gpus} GPU(s)" + (f" x {request.nodes} nodes" if request.nodes > 1 else "") \
+                if request.gpus else "no GPU"
+            line = f"#   {unit.name:<20} {shards:>4} task(s)  {request.queue or '(no queue)'}  {gpus}"
             waits = direct_waits(self.units, unit)
             line += f"  after {', '.join(waits)}" if waits else ""
             line += f"; runs first {', '.join(unit.before)}" if unit.before else ""

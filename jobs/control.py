@@ -121,8 +121,10 @@ def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: 
     stages, _ = run_status(run)
     # Pending jobs have not started; those behind a failure would wait forever on it. Cancel them
     # all and resubmit them with dependencies on the new jobs. Running jobs are kept and waited for.
-    pending = [s.job_id for stage in stages for s in stage.states if s.state in ("pending", "blocked") and s.job_id]
-    scheduler.cancel(pending)
+    # Failed ones are withdrawn too, after them: Grid Engine keeps a failed task queued in error
+    # state, and deleting it first would release the jobs held behind it.
+    for states in (("pending", "blocked"), ("failed",)):
+        scheduler.cancel([s.job_id for stage in stages for s in stage.states if s.state in states and s.job_id])
     active: dict[str, set[int]] = defaultdict(set)
     outstanding: dict[str, list[str]] = defaultdict(list)
     updates: dict[str, dict] = {}

@@ -1,8 +1,9 @@
-"""Multi-GPU / multi-node training launch: one SLURM task per node, each running
-`accelerate launch` with c10d rendezvous on the first node of the allocation.
+"""Multi-GPU / multi-node training launch: one task per node, each running `accelerate launch`
+with c10d rendezvous on the first node of the allocation.
 
 The machine rank is read on each node when its task starts (SLURM_NODEID), never expanded once
-in the batch script, which would give every node rank 0.
+in the batch script, which would give every node rank 0. Under Grid Engine a training job holds
+one node (the profile refuses more), whose rank is 0 and whose host is this one.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from submitit.helpers import Checkpointable
 
 from jobs.profiles import ClusterProfile
 from retmask.config import ExperimentConfig
+
 
 def accelerate_command(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str, machine_rank: str,
                        main_host: str, port: int | str) -> list[str]:
@@ -47,9 +49,24 @@ def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: st
 
 
 def _first_host() -> str:
-    nodelist = os.environ["SLURM_JOB_NODELIST"]
+    nodelist = os.environ.get("SLURM_JOB_NODELIST")
+    if not nodelist:  # a one-node job of another scheduler
+        import socket
+
+        return socket.gethostname()
     out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
     return out.stdout.split()[0]
+
+
+def _node_rank() -> str:
+    return os.environ.get("SLURM_NODEID", "0")
+
+
+def _job_key() -> str:
+    """This job's attempt: a requeued job never reads its previous attempt's port."""
+    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("JOB_ID") or "local"
+    attempt = os.environ.get("SLURM_RESTART_COUNT") or os.environ.get("RESTARTED") or "0"
+    return f"{job}-{attempt}"
 
 
 def rendezvous_port(run, rank: str, timeout_s: float = 600) -> int:
@@ -60,8 +77,7 @@ def rendezvous_port(run, rank: str, timeout_s: float = 600) -> int:
 
     from retmask.io import write_text
 
-    key = f"{os.environ.get('SLURM_JOB_ID', 'local')}-{os.environ.get('SLURM_RESTART_COUNT', '0')}"
-    path = run.log_dir("train") / f"rendezvous-{key}.port"
+    path = run.log_dir("train") / f"rendezvous-{_job_key()}.port"
     if rank == "0":
         with socket.socket() as probe:
             probe.bind(("", 0))
@@ -98,7 +114,7 @@ def launch_training(run_root: str, before=(), after=()) -> str:
     run_light_stages(run, before, only_when_ready=False)  # every node: the first computes, the rest wait
     cfg = load_run_config(run)
     profile = ClusterProfile(**{k: v for k, v in run.read_manifest()["profile"].items()})
-    rank = os.environ["SLURM_NODEID"]  # read here, on this node
+    rank = _node_rank()  # read here, on this node
     port = rendezvous_port(run, rank)
     started = time.perf_counter()
     subprocess.run(accelerate_command(cfg, profile, run_root, rank, _first_host(), port), check=True)

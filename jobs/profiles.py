@@ -21,7 +21,7 @@ PER_TASK_GPU_STAGES = tuple(stage for stage in GPU_STAGES if stage != "train")
 
 @dataclass
 class ClusterProfile:
-    kind: str = "local"  # local: processes on this machine; slurm: jobs of a SLURM cluster
+    kind: str = "local"  # local: processes on this machine; slurm / gridengine: jobs of such a cluster
     # local
     max_parallel: int = 2
     timeout_min: int = 1440
@@ -51,17 +51,22 @@ class ClusterProfile:
     array_parallelism: int = 64
     max_array_size: int = 0  # 0: read MaxArraySize from the scheduler
     signal_delay_s: int = 120  # USR2 this long before the time limit, so the job can checkpoint and requeue
+    # gridengine: resource types by the GPUs they bring (TSUBAME 4.0: {4: node_f, 1: gpu_1, 0: cpu_4});
+    # without them a job asks for `cpus` slots of the parallel environment.
+    resource_types: dict[int, str] = field(default_factory=dict)
+    parallel_environment: str = "smp"
+    max_time_limit_min: int = 0  # the site's cap on a job's time (TSUBAME: 24 h); 0 = none
 
-    KINDS = ("local", "slurm")
+    KINDS = ("local", "slurm", "gridengine")
 
     def validate(self, key: str = "profile") -> None:
         if self.kind not in self.KINDS:
             raise ConfigError(f"{key}.kind: {self.kind!r} is not one of {', '.join(self.KINDS)}")
         if self.max_parallel < 1:
             raise ConfigError(f"{key}.max_parallel must be >= 1, got {self.max_parallel}")
-        if self.kind != "slurm":
+        if self.kind == "local":
             return
-        if not self.partition:
+        if self.kind == "slurm" and not self.partition:
             raise ConfigError(f"{key}.partition: missing; set your cluster's partition in your own profile or "
                               "with --profile-set partition=NAME")
         if self.gpu_request not in ("gres", "gpus_per_node"):
@@ -80,6 +85,13 @@ class ClusterProfile:
             if not 1 <= gpus <= self.gpus_per_node:
                 raise ConfigError(f"{key}.gpus_per_task.{stage}: {gpus} GPUs; expected 1..gpus_per_node "
                                   f"({self.gpus_per_node})")
+        if self.kind == "gridengine" and self.train_nodes > 1:
+            raise ConfigError(f"{key}.train_nodes: {self.train_nodes}; training on Grid Engine runs on one node "
+                              "(its launcher per node is not written yet): set train_nodes: 1")
+        if self.max_time_limit_min and max(self.time_limit_min.values()) > self.max_time_limit_min:
+            stage, minutes = max(self.time_limit_min.items(), key=lambda item: item[1])
+            raise ConfigError(f"{key}.time_limit_min.{stage}: {minutes} minutes is over the site's cap of "
+                              f"{self.max_time_limit_min}")
         if self.train_nodes < 1 or (self.train_nodes > 1 and self.gpus_per_node < 1):
             raise ConfigError(f"{key}.train_nodes: {self.train_nodes} needs train_nodes >= 1 and GPUs per node")
 

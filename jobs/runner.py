@@ -56,10 +56,16 @@ def inject_fault(run: RunDir, stage: str, shard: int) -> None:
     raise RuntimeError(f"fault injected into {key} by {path}")
 
 
+def task_cpus() -> int:
+    """The CPUs the scheduler gave this task (0 when not under one): SLURM's count, the count a
+    Grid Engine job script exports (a resource type brings CPUs its slot count does not show)."""
+    return int(os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("RETMASK_CPUS") or 0)
+
+
 def _prepare(threads: int) -> None:
     """`threads` caps torch's CPU threads: shards sharing a machine would otherwise each start one
     thread per core and slow each other down many times over."""
-    threads = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
+    threads = threads or task_cpus()
     if threads:
         import torch
 

@@ -26,4 +26,5 @@ def toy_tokenizer():
     return build_tokenizer()
 
 
+from tests.gridengine_cluster import local_gridengine  # noqa: F401  (session fixture: a real single-host Grid Engine)
 from tests.slurm_cluster import local_slurm  # noqa: F401  (session fixture: a real single-node SLURM)

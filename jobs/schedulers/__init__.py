@@ -1,5 +1,5 @@
-"""Batch schedulers behind one interface (base.Scheduler): SLURM today; the profile's `kind`
-picks one."""
+"""Batch schedulers behind one interface (base.Scheduler): SLURM and Grid Engine; the profile's
+`kind` picks one."""
 from __future__ import annotations
 
 from jobs.schedulers.base import Scheduler
@@ -12,6 +12,10 @@ def scheduler_for(profile) -> Scheduler:
         from jobs.schedulers.slurm import SlurmScheduler
 
         return SlurmScheduler(profile)
+    if profile.kind == "gridengine":
+        from jobs.schedulers.gridengine import GridEngineScheduler
+
+        return GridEngineScheduler(profile)
     raise ConfigError(f"profile kind {profile.kind!r} has no batch scheduler; it runs locally (`retmask run`)")
 
 

@@ -26,8 +26,10 @@ def filters(cfg: ExperimentConfig):
 
 
 def processes() -> int:
-    """The CPUs this task was given (a SLURM task's, else this machine's affinity)."""
-    return int(os.environ.get("SLURM_CPUS_PER_TASK") or len(os.sched_getaffinity(0)))
+    """The CPUs this task was given by its scheduler, else this machine's."""
+    from jobs.runner import task_cpus
+
+    return task_cpus() or len(os.sched_getaffinity(0))
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:

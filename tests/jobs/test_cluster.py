@@ -15,7 +15,9 @@ from tests.conftest import REPO
 
 GOLDEN = Path(__file__).parent / "golden"
 SHAPES = {"slurm-4xh100-1x4": ["partition=gpu_h100", "account=proj-rm"],
-          "slurm-8xh200-2x8": ["partition=rt_HG", "account=gxa50000", "qos=normal"]}
+          "slurm-8xh200-2x8": ["partition=rt_HG", "account=gxa50000", "qos=normal"],
+          "tsubame4-h100-1x4": ["account=tga-retmask"]}
+GPU_REQUEST = {"slurm": ("--gres=gpu", "--gpus-per-node"), "gridengine": ("-l node_f=", "-l gpu_1=")}
 
 
 def paper_config() -> ExperimentConfig:
@@ -99,7 +101,8 @@ def test_the_paper_config_waits_three_times_after_detection_and_queues_no_gpu_le
         text = (GOLDEN / f"{shape}.sbatch").read_text()
         assert "# scheduler waits on the critical path after detection: 3" in text
         scripts = text.split("# ===== ")[1:]
-        assert len(scripts) == 6 and all("--gres=gpu" in script or "--gpus-per-node" in script for script in scripts)
+        kind = load_profile(shape.rsplit("-", 1)[0], SHAPES[shape]).kind
+        assert len(scripts) == 6 and all(any(ask in script for ask in GPU_REQUEST[kind]) for script in scripts)
         for light in ("merge_scores", "select_heads", "mask", "prepare_prompts", "pairs", "report"):
             assert f"# ===== {light} =====" not in text and light in text.split("# ===== ")[0]
 

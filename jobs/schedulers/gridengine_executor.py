@@ -1,0 +1,279 @@
+"""A submitit executor and job environment for Grid Engine (TSUBAME 4.0's scheduler), loaded by
+submitit as a plugin (the `submitit` entry-point group in setup.cfg), so pickling, requeue and
+job folders stay submitit's.
+
+Grid Engine differs from SLURM where it matters here:
+- array task ids start at 1 ($SGE_TASK_ID); submitit's start at 0. The script maps them, and
+  names its log files as submitit expects (`<job>_<task-1>_0_log.out`).
+- `-hold_jid` releases a dependent whatever its parent's exit status; a job exiting with status
+  100 is put in error state instead, which holds its dependents. So the script turns any failure
+  into 100 (99 still asks Grid Engine to run the job again: submitit's requeue).
+- a job nearing `h_rt` gets SIGUSR1 at `s_rt`: submitit listens for it to checkpoint and requeue.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import re
+import shlex
+import shutil
+import sys
+import typing as tp
+import uuid
+from pathlib import Path
+
+from submitit.core import core, job_environment, utils
+
+HOLD_DEPENDENTS = 100  # Grid Engine: error state, dependents stay held
+RUN_AGAIN = 99  # Grid Engine: reschedule the job
+
+
+class GridEngineInfoWatcher(core.InfoWatcher):
+    """States are read by jobs/schedulers/gridengine.py, once per refresh for a whole run."""
+
+    def _make_command(self) -> tp.Optional[tp.List[str]]:
+        return None
+
+    def get_state(self, job_id: str, mode: str = "standard") -> str:
+        return "UNKNOWN"
+
+
+class GridEngineJob(core.Job[core.R]):
+    _cancel_command = "qdel"
+    watcher = GridEngineInfoWatcher(delay_s=600)
+
+    def _get_cancel_command(self) -> tp.List[str]:
+        return ["qdel", grid_engine_id(self.job_id)]
+
+
+def grid_engine_id(job_id: str) -> str:
+    """submitit's `123_4` (0-based task) is Grid Engine's `123.5`."""
+    base, _, task = job_id.partition("_")
+    return f"{base}.{int(task) + 1}" if task else base
+
+
+class GridEngineExecutor(core.PicklingExecutor):
+    """Parameters (see _make_qsub_string): job_name, queue, time (minutes), cpus (a `pe` of that
+    many slots), pe, resources (-l key=value), group (qsub -g, TSUBAME), project (-P), hold_jid,
+    array_parallelism, setup, signal_delay_s, additional_parameters."""
+
+    job_class = GridEngineJob
+
+    def __init__(self, folder: tp.Union[str, Path], max_num_timeout: int = 3, python: tp.Optional[str] = None):
+        super().__init__(folder, max_num_timeout=max_num_timeout)
+        self.python = shlex.quote(sys.executable) if python is None else python
+        if shutil.which("qsub") is None:
+            raise RuntimeError('Could not find "qsub": is this a Grid Engine submit host?')
+
+    @classmethod
+    def _valid_parameters(cls) -> tp.Set[str]:
+        return set(_get_default_parameters())
+
+    def _internal_update_parameters(self, **kwargs: tp.Any) -> None:
+        invalid = sorted(set(kwargs) - self._valid_parameters() - {"map_count"})
+        if invalid:
+            raise ValueError(f"unavailable parameter(s) {invalid}; valid: {sorted(self._valid_parameters())}")
+        _make_qsub_string(command="check", folder=self.folder, **{**self.parameters, **kwargs})
+        super()._internal_update_parameters(**kwargs)
+
+    def _internal_process_submissions(
+        self, delayed_submissions: tp.List[utils.DelayedSubmission]
+    ) -> tp.List[core.Job[tp.Any]]:
+        if len(delayed_submissions) == 1:
+            return super()._internal_process_submissions(delayed_submissions)
+        # An array, as submitit's SLURM executor does it: pickles first, renamed once the id is known.
+        folder = utils.JobPaths.get_first_id_independent_folder(self.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        pickle_paths = []
+        for delayed in delayed_submissions:
+            path = folder / f"{uuid.uuid4().hex}.pkl"
+            delayed.set_timeout(self.parameters.get("time", 5), self.max_num_timeout)
+            delayed.dump(path)
+            pickle_paths.append(path)
+        array = GridEngineExecutor(self.folder, self.max_num_timeout, self.python)
+        array.update_parameters(**self.parameters)
+        array.parameters["map_count"] = len(delayed_submissions)
+        self._throttle()
+        first = array._submit_command(self._submitit_command_str)
+        jobs: tp.List[core.Job[tp.Any]] = [GridEngineJob(folder=self.folder, job_id=f"{first.job_id}_{k}")
+                                           for k in range(len(delayed_submissions))]
+        for job, path in zip(jobs, pickle_paths):
+            job.paths.move_temporary_file(path, "submitted_pickle")
+        return jobs
+
+    @property
+    def _submitit_command_str(self) -> str:
+        return " ".join([self.python, "-u -m submitit.core._submit", shlex.quote(str(self.folder))])
+
+    def _make_submission_file_text(self, command: str, uid: str) -> str:
+        return _make_qsub_string(command=command, folder=self.folder, **self.parameters)
+
+    def _num_tasks(self) -> int:
+        return 1
+
+    def _make_submission_command(self, submission_file_path: Path) -> tp.List[str]:
+        return qsub_command(self.parameters, str(submission_file_path))
+
+    @staticmethod
+    def _get_job_id_from_submission_command(string: tp.Union[bytes, str]) -> str:
+        """`qsub -terse` prints `123`, or `123.1-4:1` for an array."""
+        text = string.decode() if isinstance(string, bytes) else string
+        match = re.search(r"^(?P<id>\d+)(\.\d+-\d+:\d+)?\s*$", text.strip(), re.MULTILINE)
+        if match is None:
+            raise utils.FailedSubmissionError(f'Could not make sense of qsub output "{text}"')
+        return match.group("id")
+
+    @classmethod
+    def affinity(cls) -> int:
+        return -1 if shutil.which("qsub") is None or shutil.which("sge_execd") is None and \
+            "SGE_ROOT" not in os.environ else 1
+
+
+@functools.lru_cache()
+def _get_default_parameters() -> tp.Dict[str, tp.Any]:
+    specs = inspect.getfullargspec(_make_qsub_string)
+    zipped = zip(specs.args[-len(specs.defaults):], specs.defaults)  # type: ignore
+    return {key: value for key, value in zipped if key not in {"command", "folder", "map_count"}}
+
+
+def qsub_command(parameters: tp.Dict[str, tp.Any], script: str) -> tp.List[str]:
+    """TSUBAME reads the group (-g) from qsub's command line, not from the script."""
+    group = parameters.get("group")
+    return ["qsub", "-terse", *(["-g", group] if group else []), script]
+
+
+def _hours(minutes: int) -> str:
+    return f"{minutes // 60}:{minutes % 60:02d}:00"
+
+
+def _make_qsub_string(
+    command: str,
+    folder: tp.Union[str, Path],
+    map_count: tp.Optional[int] = None,
+    job_name: str = "submitit",
+    queue: str = "",
+    time: int = 60,
+    cpus: int = 1,
+    pe: str = "smp",
+    resources: tp.Optional[tp.Dict[str, tp.Any]] = None,
+    group: str = "",
+    project: str = "",
+    hold_jid: tp.Optional[tp.List[str]] = None,
+    array_parallelism: int = 256,
+    setup: tp.Optional[tp.List[str]] = None,
+    signal_delay_s: int = 90,
+    additional_parameters: tp.Optional[tp.Dict[str, str]] = None,
+) -> str:
+    """The job script, with `#$` directives as qsub reads them."""
+    folder = str(folder)
+    directives = [("-N", job_name), ("-S", "/bin/bash"), ("-o", folder), ("-e", folder), ("-r", "y")]
+    if queue:
+        directives.append(("-q", queue))
+    limits = {"h_rt": _hours(time)}
+    if time * 60 > signal_delay_s:  # SIGUSR1 this long before the hard limit: submitit checkpoints, requeues
+        soft = time * 60 - signal_delay_s
+        limits["s_rt"] = f"{soft // 3600}:{soft % 3600 // 60:02d}:{soft % 60:02d}"
+    for key, value in {**limits, **(resources or {})}.items():
+        directives.append(("-l", f"{key}={value}"))
+    if pe and cpus > 1:
+        directives.append(("-pe", f"{pe} {cpus}"))
+    if project:
+        directives.append(("-P", project))
+    if hold_jid:
+        directives.append(("-hold_jid", ",".join(hold_jid)))
+    if map_count:
+        directives += [("-t", f"1-{map_count}"), ("-tc", str(min(map_count, array_parallelism)))]
+    for key, value in (additional_parameters or {}).items():
+        directives.append((key if key.startswith("-") else f"-{key}", value))
+    lines = ["#!/bin/bash"]
+    if group:
+        lines.append(f"# submitted as: qsub -g {shlex.quote(group)} <this script>")
+    lines += ["", "# Parameters"] + [f"#$ {flag} {value}" for flag, value in directives]
+    if setup:
+        lines += ["", "# setup"] + list(setup)
+    quoted = shlex.quote(folder)
+    lines += [
+        "",
+        "# submitit's ids count array tasks from 0, Grid Engine's from 1",
+        'if [ -n "${SGE_TASK_ID:-}" ] && [ "$SGE_TASK_ID" != undefined ]; then',
+        '  SUBMITIT_JOB_ID="${JOB_ID}_$((SGE_TASK_ID - 1))"',
+        "else",
+        '  SUBMITIT_JOB_ID="$JOB_ID"',
+        "fi",
+        f'exec >> {quoted}/"${{SUBMITIT_JOB_ID}}_0_log.out" 2>> {quoted}/"${{SUBMITIT_JOB_ID}}_0_log.err"',
+        "",
+        "# command",
+        "export SUBMITIT_EXECUTOR=gridengine SUBMITIT_PREEMPT_SIGNAL=USR1",
+        command,
+        "status=$?",
+        f"# a failure holds the dependents (exit {HOLD_DEPENDENTS}); {RUN_AGAIN} asks for a rerun (requeue)",
+        f'if [ "$status" -ne 0 ] && [ "$status" -ne {RUN_AGAIN} ]; then exit {HOLD_DEPENDENTS}; fi',
+        'exit "$status"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class GridEngineJobEnvironment(job_environment.JobEnvironment):
+    _env = {
+        "job_id": "JOB_ID",
+        "array_job_id": "JOB_ID",
+        "array_task_id": "SGE_TASK_ID",
+        "num_tasks": "",
+        "num_nodes": "",
+        "node": "",
+        "global_rank": "",
+        "local_rank": "",
+    }
+
+    @property
+    def array_job_id(self) -> tp.Optional[str]:
+        return os.environ["JOB_ID"] if self.array_task_id is not None else None
+
+    @property
+    def array_task_id(self) -> tp.Optional[str]:
+        task = os.environ.get("SGE_TASK_ID", "undefined")
+        return None if task in ("", "undefined") else str(int(task) - 1)
+
+    @property
+    def hostnames(self) -> tp.List[str]:
+        return pe_hosts() or [self.hostname]
+
+    @property
+    def num_tasks(self) -> int:
+        return 1
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.hostnames)
+
+    @property
+    def node(self) -> int:
+        return self.hostnames.index(self.hostname) if self.hostname in self.hostnames else 0
+
+    @property
+    def global_rank(self) -> int:
+        return 0
+
+    @property
+    def local_rank(self) -> int:
+        return 0
+
+    def _requeue(self, countdown: int) -> None:
+        """Grid Engine reruns a job that exits with 99 (the script passes it through)."""
+        sys.exit(RUN_AGAIN)
+
+
+def pe_hosts() -> tp.List[str]:
+    """Hosts of a parallel job, from $PE_HOSTFILE (`host slots queue processors` per line)."""
+    path = os.environ.get("PE_HOSTFILE", "")
+    if not path or not os.path.isfile(path):
+        return []
+    with open(path) as handle:
+        return [line.split()[0] for line in handle if line.strip()]
+
+
+def job_environment_for_this_job() -> job_environment.JobEnvironment:
+    """The entry point submitit calls for this package's job environment (one per package)."""
+    return GridEngineJobEnvironment()
