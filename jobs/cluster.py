@@ -94,10 +94,10 @@ class ClusterPipeline:
         if self.uses_launcher(unit.stage):
             from jobs.launch import TrainingLaunch
 
-            return TrainingLaunch(unit.before, unit.after)
+            return TrainingLaunch(unit.before, unit.after, unit.waits_for)
         from jobs.runner import UnitTask
 
-        return UnitTask(unit.before, unit.after)
+        return UnitTask(unit.before, unit.after, unit.waits_for)
 
     # ------------------------------------------------------------------ rendering (dry run, golden files)
 

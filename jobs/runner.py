@@ -117,11 +117,29 @@ def _complete(run: RunDir, stage, cfg: ExperimentConfig, prints: dict[str, str])
     return len(run.done_shards(stage.name, prints[stage.name])) == stage.shards(cfg)
 
 
-def run_unit_task(run_root: str, stage_name: str, shard: int, before=(), after=(), threads: int = 0) -> str:
-    """One task of a scheduling unit: the light stages it needs first, its shard, then the light
-    stages its end may make ready."""
+def check_upstream(run: RunDir, names: tuple[str, ...] | list[str]) -> None:
+    """A job starts only on complete inputs, whatever its scheduler's dependency released it (PBS
+    waits for an earlier array as a whole, ended or not): else it fails, naming what is missing."""
+    if not names:
+        return
+    cfg = load_run_config(run)
+    stages = build_stages(cfg)
+    prints = stage_fingerprints(cfg, stages)
+    for stage in stages:
+        if stage.name in names and not _complete(run, stage, cfg, prints):
+            done = len(run.done_shards(stage.name, prints[stage.name]))
+            raise RuntimeError(f"upstream stage {stage.name} is not complete ({done} of {stage.shards(cfg)} shards "
+                               "done) although the jobs this one waited for have ended; `retmask status` shows "
+                               "which failed, `retmask resume` reruns them and this")
+
+
+def run_unit_task(run_root: str, stage_name: str, shard: int, before=(), after=(), threads: int = 0,
+                  waits_for=()) -> str:
+    """One task of a scheduling unit: its inputs checked, the light stages it needs first, its
+    shard, then the light stages its end may make ready."""
     _prepare(threads)
     run = RunDir(Path(run_root))
+    check_upstream(run, waits_for)
     run_light_stages(run, before, only_when_ready=False)
     result = run_shard(run_root, stage_name, shard, threads)
     run_light_stages(run, after, only_when_ready=True)
@@ -134,8 +152,8 @@ class UnitTask(Checkpointable):
     is done and continues from what it already wrote: rows for detection and synthesis, the latest
     checkpoint for training."""
 
-    def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = ()):
-        self.before, self.after = tuple(before), tuple(after)
+    def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = (), waits_for: tuple[str, ...] = ()):
+        self.before, self.after, self.waits_for = tuple(before), tuple(after), tuple(waits_for)
 
     def __call__(self, run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:
-        return run_unit_task(run_root, stage_name, shard, self.before, self.after, threads)
+        return run_unit_task(run_root, stage_name, shard, self.before, self.after, threads, self.waits_for)

@@ -10,7 +10,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 
 from jobs.schedulers.base import BLOCKED_REASON, JobRequest, Scheduler
-from jobs.schedulers.gridengine_executor import HOLD_DEPENDENTS, _make_qsub_string, grid_engine_id
+from jobs.schedulers.gridengine_executor import HOLD_DEPENDENTS, make_qsub_script, grid_engine_id
 from retmask.config import ConfigError
 
 
@@ -66,7 +66,7 @@ class GridEngineScheduler(Scheduler):
         return GridEngineExecutor(folder=folder)
 
     def render(self, parameters: dict, folder: str, command: str, array_size: int | None) -> str:
-        return _make_qsub_string(command=command, folder=folder, map_count=array_size, **parameters)
+        return make_qsub_script(command=command, folder=folder, map_count=array_size, **parameters)
 
     def base_id(self, job_id: str) -> str:
         return job_id.split("_")[0]

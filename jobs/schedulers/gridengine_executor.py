@@ -12,36 +12,25 @@ Grid Engine differs from SLURM where it matters here:
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import re
 import shlex
 import shutil
 import sys
 import typing as tp
-import uuid
 from pathlib import Path
 
 from submitit.core import core, job_environment, utils
+
+from jobs.schedulers.script_executor import QuietWatcher, ScriptExecutor, default_parameters, log_redirect
 
 HOLD_DEPENDENTS = 100  # Grid Engine: error state, dependents stay held
 RUN_AGAIN = 99  # Grid Engine: reschedule the job
 
 
-class GridEngineInfoWatcher(core.InfoWatcher):
-    """States are read by jobs/schedulers/gridengine.py, once per refresh for a whole run."""
-
-    def _make_command(self) -> tp.Optional[tp.List[str]]:
-        return None
-
-    def get_state(self, job_id: str, mode: str = "standard") -> str:
-        return "UNKNOWN"
-
-
 class GridEngineJob(core.Job[core.R]):
     _cancel_command = "qdel"
-    watcher = GridEngineInfoWatcher(delay_s=600)
+    watcher = QuietWatcher(delay_s=600)
 
     def _get_cancel_command(self) -> tp.List[str]:
         return ["qdel", grid_engine_id(self.job_id)]
@@ -53,64 +42,21 @@ def grid_engine_id(job_id: str) -> str:
     return f"{base}.{int(task) + 1}" if task else base
 
 
-class GridEngineExecutor(core.PicklingExecutor):
-    """Parameters (see _make_qsub_string): job_name, queue, time (minutes), cpus (a `pe` of that
+class GridEngineExecutor(ScriptExecutor):
+    """Parameters (see make_qsub_script): job_name, queue, time (minutes), cpus (a `pe` of that
     many slots), pe, resources (-l key=value), group (qsub -g, TSUBAME), project (-P), hold_jid,
     array_parallelism, setup, signal_delay_s, additional_parameters."""
 
     job_class = GridEngineJob
 
-    def __init__(self, folder: tp.Union[str, Path], max_num_timeout: int = 3, python: tp.Optional[str] = None):
-        super().__init__(folder, max_num_timeout=max_num_timeout)
-        self.python = shlex.quote(sys.executable) if python is None else python
-        if shutil.which("qsub") is None:
-            raise RuntimeError('Could not find "qsub": is this a Grid Engine submit host?')
+    @staticmethod
+    def make_script(command: str, folder: tp.Union[str, Path], map_count: tp.Optional[int] = None,
+                    **parameters) -> str:
+        return make_qsub_script(command, folder, map_count, **parameters)
 
     @classmethod
     def _valid_parameters(cls) -> tp.Set[str]:
-        return set(_get_default_parameters())
-
-    def _internal_update_parameters(self, **kwargs: tp.Any) -> None:
-        invalid = sorted(set(kwargs) - self._valid_parameters() - {"map_count"})
-        if invalid:
-            raise ValueError(f"unavailable parameter(s) {invalid}; valid: {sorted(self._valid_parameters())}")
-        _make_qsub_string(command="check", folder=self.folder, **{**self.parameters, **kwargs})
-        super()._internal_update_parameters(**kwargs)
-
-    def _internal_process_submissions(
-        self, delayed_submissions: tp.List[utils.DelayedSubmission]
-    ) -> tp.List[core.Job[tp.Any]]:
-        if len(delayed_submissions) == 1:
-            return super()._internal_process_submissions(delayed_submissions)
-        # An array, as submitit's SLURM executor does it: pickles first, renamed once the id is known.
-        folder = utils.JobPaths.get_first_id_independent_folder(self.folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        pickle_paths = []
-        for delayed in delayed_submissions:
-            path = folder / f"{uuid.uuid4().hex}.pkl"
-            delayed.set_timeout(self.parameters.get("time", 5), self.max_num_timeout)
-            delayed.dump(path)
-            pickle_paths.append(path)
-        array = GridEngineExecutor(self.folder, self.max_num_timeout, self.python)
-        array.update_parameters(**self.parameters)
-        array.parameters["map_count"] = len(delayed_submissions)
-        self._throttle()
-        first = array._submit_command(self._submitit_command_str)
-        jobs: tp.List[core.Job[tp.Any]] = [GridEngineJob(folder=self.folder, job_id=f"{first.job_id}_{k}")
-                                           for k in range(len(delayed_submissions))]
-        for job, path in zip(jobs, pickle_paths):
-            job.paths.move_temporary_file(path, "submitted_pickle")
-        return jobs
-
-    @property
-    def _submitit_command_str(self) -> str:
-        return " ".join([self.python, "-u -m submitit.core._submit", shlex.quote(str(self.folder))])
-
-    def _make_submission_file_text(self, command: str, uid: str) -> str:
-        return _make_qsub_string(command=command, folder=self.folder, **self.parameters)
-
-    def _num_tasks(self) -> int:
-        return 1
+        return set(default_parameters(make_qsub_script))
 
     def _make_submission_command(self, submission_file_path: Path) -> tp.List[str]:
         return qsub_command(self.parameters, str(submission_file_path))
@@ -126,15 +72,7 @@ class GridEngineExecutor(core.PicklingExecutor):
 
     @classmethod
     def affinity(cls) -> int:
-        return -1 if shutil.which("qsub") is None or shutil.which("sge_execd") is None and \
-            "SGE_ROOT" not in os.environ else 1
-
-
-@functools.lru_cache()
-def _get_default_parameters() -> tp.Dict[str, tp.Any]:
-    specs = inspect.getfullargspec(_make_qsub_string)
-    zipped = zip(specs.args[-len(specs.defaults):], specs.defaults)  # type: ignore
-    return {key: value for key, value in zipped if key not in {"command", "folder", "map_count"}}
+        return -1 if shutil.which("qconf") is None else 1
 
 
 def qsub_command(parameters: tp.Dict[str, tp.Any], script: str) -> tp.List[str]:
@@ -147,7 +85,7 @@ def _hours(minutes: int) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:00"
 
 
-def _make_qsub_string(
+def make_qsub_script(
     command: str,
     folder: tp.Union[str, Path],
     map_count: tp.Optional[int] = None,
@@ -192,7 +130,6 @@ def _make_qsub_string(
     lines += ["", "# Parameters"] + [f"#$ {flag} {value}" for flag, value in directives]
     if setup:
         lines += ["", "# setup"] + list(setup)
-    quoted = shlex.quote(folder)
     lines += [
         "",
         "# submitit's ids count array tasks from 0, Grid Engine's from 1",
@@ -201,7 +138,7 @@ def _make_qsub_string(
         "else",
         '  SUBMITIT_JOB_ID="$JOB_ID"',
         "fi",
-        f'exec >> {quoted}/"${{SUBMITIT_JOB_ID}}_0_log.out" 2>> {quoted}/"${{SUBMITIT_JOB_ID}}_0_log.err"',
+        log_redirect(folder),
         "",
         "# command",
         "export SUBMITIT_EXECUTOR=gridengine SUBMITIT_PREEMPT_SIGNAL=USR1",
