@@ -38,8 +38,9 @@ def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: st
     and golden files."""
     from retmask.training import gradient_accumulation
 
-    command = accelerate_command(cfg, profile, run_root, "$SLURM_NODEID", "<first host of $SLURM_JOB_NODELIST>",
-                                 "<a free port of the first host>")
+    rank, host = ("$SLURM_NODEID", "<first host of $SLURM_JOB_NODELIST>") if profile.kind == "slurm" else \
+        ("0", "<this host>")  # other schedulers train on one node
+    command = accelerate_command(cfg, profile, run_root, rank, host, "<a free port of the first host>")
     gpus = profile.train_nodes * profile.gpus_per_node
     t = cfg.train
     steps = gradient_accumulation(t.global_batch_size, t.per_device_batch_size, gpus)

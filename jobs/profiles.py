@@ -21,7 +21,7 @@ PER_TASK_GPU_STAGES = tuple(stage for stage in GPU_STAGES if stage != "train")
 
 @dataclass
 class ClusterProfile:
-    kind: str = "local"  # local: processes on this machine; slurm / gridengine: jobs of such a cluster
+    kind: str = "local"  # local: processes on this machine; slurm / gridengine / pbs: jobs of such a cluster
     # local
     max_parallel: int = 2
     timeout_min: int = 1440
@@ -51,13 +51,13 @@ class ClusterProfile:
     array_parallelism: int = 64
     max_array_size: int = 0  # 0: read MaxArraySize from the scheduler
     signal_delay_s: int = 120  # USR2 this long before the time limit, so the job can checkpoint and requeue
-    # gridengine: resource types by the GPUs they bring (TSUBAME 4.0: {4: node_f, 1: gpu_1, 0: cpu_4});
-    # without them a job asks for `cpus` slots of the parallel environment.
+    # gridengine / pbs: resource types by the GPUs they bring (TSUBAME 4.0: {4: node_f, 1: gpu_1, 0: cpu_4};
+    # ABCI 3.0: {8: rt_HF, 1: rt_HG, 0: rt_HC}); without them a job asks for CPUs (and GPUs) by count.
     resource_types: dict[int, str] = field(default_factory=dict)
     parallel_environment: str = "smp"
     max_time_limit_min: int = 0  # the site's cap on a job's time (TSUBAME: 24 h); 0 = none
 
-    KINDS = ("local", "slurm", "gridengine")
+    KINDS = ("local", "slurm", "gridengine", "pbs")
 
     def validate(self, key: str = "profile") -> None:
         if self.kind not in self.KINDS:
@@ -85,9 +85,9 @@ class ClusterProfile:
             if not 1 <= gpus <= self.gpus_per_node:
                 raise ConfigError(f"{key}.gpus_per_task.{stage}: {gpus} GPUs; expected 1..gpus_per_node "
                                   f"({self.gpus_per_node})")
-        if self.kind == "gridengine" and self.train_nodes > 1:
-            raise ConfigError(f"{key}.train_nodes: {self.train_nodes}; training on Grid Engine runs on one node "
-                              "(its launcher per node is not written yet): set train_nodes: 1")
+        if self.kind in ("gridengine", "pbs") and self.train_nodes > 1:
+            raise ConfigError(f"{key}.train_nodes: {self.train_nodes}; training on {self.kind} runs on one node "
+                              "(a launcher per node from its host file is not written yet): set train_nodes: 1")
         if self.max_time_limit_min and max(self.time_limit_min.values()) > self.max_time_limit_min:
             stage, minutes = max(self.time_limit_min.items(), key=lambda item: item[1])
             raise ConfigError(f"{key}.time_limit_min.{stage}: {minutes} minutes is over the site's cap of "

@@ -1,5 +1,5 @@
-"""Batch schedulers behind one interface (base.Scheduler): SLURM and Grid Engine; the profile's
-`kind` picks one."""
+"""Batch schedulers behind one interface (base.Scheduler): SLURM, Grid Engine and PBS
+Professional; the profile's `kind` picks one."""
 from __future__ import annotations
 
 from jobs.schedulers.base import Scheduler
@@ -16,6 +16,10 @@ def scheduler_for(profile) -> Scheduler:
         from jobs.schedulers.gridengine import GridEngineScheduler
 
         return GridEngineScheduler(profile)
+    if profile.kind == "pbs":
+        from jobs.schedulers.pbs import PBSScheduler
+
+        return PBSScheduler(profile)
     raise ConfigError(f"profile kind {profile.kind!r} has no batch scheduler; it runs locally (`retmask run`)")
 
 

@@ -83,3 +83,10 @@ class Scheduler(ABC):
     @abstractmethod
     def max_array_size(self) -> int:
         """How many tasks one array may hold here."""
+
+
+def resource_type_for(resource_types: dict[int, str], gpus: int) -> str:
+    """The smallest resource type with at least `gpus` GPUs ({GPUs: type}, e.g. {4: node_f, 1: gpu_1,
+    0: cpu_4}); "" when the profile names none."""
+    fitting = sorted(count for count in resource_types if count >= gpus)
+    return resource_types[fitting[0]] if fitting else ""

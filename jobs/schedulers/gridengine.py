@@ -9,7 +9,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ElementTree
 
-from jobs.schedulers.base import BLOCKED_REASON, JobRequest, Scheduler
+from jobs.schedulers.base import BLOCKED_REASON, JobRequest, Scheduler, resource_type_for
 from jobs.schedulers.gridengine_executor import HOLD_DEPENDENTS, make_qsub_script, grid_engine_id
 from retmask.config import ConfigError
 
@@ -97,13 +97,6 @@ class GridEngineScheduler(Scheduler):
         out = subprocess.run(["qconf", "-sconf"], capture_output=True, text=True)
         match = re.search(r"^max_aj_tasks\s+(\d+)", out.stdout, re.MULTILINE)
         return int(match.group(1)) if match and int(match.group(1)) > 0 else 75000  # Grid Engine's default
-
-
-def resource_type_for(resource_types: dict[int, str], gpus: int) -> str:
-    """The smallest resource type with at least `gpus` GPUs ({GPUs: type}, e.g. {4: node_f, 1: gpu_1,
-    0: cpu_4}); "" when the profile names none."""
-    fitting = sorted(count for count in resource_types if count >= gpus)
-    return resource_types[fitting[0]] if fitting else ""
 
 
 # Grid Engine's state letters -> the shared vocabulary (jobs/schedulers/base.py)

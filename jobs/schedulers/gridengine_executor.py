@@ -209,8 +209,3 @@ def pe_hosts() -> tp.List[str]:
         return []
     with open(path) as handle:
         return [line.split()[0] for line in handle if line.strip()]
-
-
-def job_environment_for_this_job() -> job_environment.JobEnvironment:
-    """The entry point submitit calls for this package's job environment (one per package)."""
-    return GridEngineJobEnvironment()

@@ -16,8 +16,10 @@ from tests.conftest import REPO
 GOLDEN = Path(__file__).parent / "golden"
 SHAPES = {"slurm-4xh100-1x4": ["partition=gpu_h100", "account=proj-rm"],
           "slurm-8xh200-2x8": ["partition=rt_HG", "account=gxa50000", "qos=normal"],
-          "tsubame4-h100-1x4": ["account=tga-retmask"]}
-GPU_REQUEST = {"slurm": ("--gres=gpu", "--gpus-per-node"), "gridengine": ("-l node_f=", "-l gpu_1=")}
+          "tsubame4-h100-1x4": ["account=tga-retmask"],
+          "abci3-h200-1x8": ["account=gxa50000"]}
+GPU_REQUEST = {"slurm": ("--gres=gpu", "--gpus-per-node"), "gridengine": ("-l node_f=", "-l gpu_1="),
+               "pbs": ("-q rt_HF", "-q rt_HG")}
 
 
 def paper_config() -> ExperimentConfig:
