@@ -233,7 +233,7 @@ def detection_config(args):
 
 def cmd_detect(args) -> int:
     """Detection alone for any local HF causal LM: the pipeline's detect and merge_scores stages, run
-    here (local processes) or submitted to SLURM, so status, resume and logs work on it too."""
+    here (local processes) or submitted to a cluster, so status, resume and logs work on it too."""
     cfg = detection_config(args)
     until = "merge_scores"
     if args.cluster:
@@ -267,9 +267,9 @@ def cmd_mask(args) -> int:
 
 def _add_cluster_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     where = "profile name in slurm_templates/ or a path to yours"
-    parser.add_argument("--cluster", required=required, help=where if required else f"submit to SLURM: {where}")
+    parser.add_argument("--cluster", required=required, help=where if required else f"submit to a cluster: {where}")
     parser.add_argument("--profile-set", action="append", metavar="KEY=VALUE", help="override a profile key")
-    parser.add_argument("--dry-run", action="store_true", help="print every sbatch script; submit nothing")
+    parser.add_argument("--dry-run", action="store_true", help="print the job graph and every job script; submit nothing")
     parser.add_argument("--force", action="store_true", help="move outputs of another config aside and redo them")
 
 
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the development seeds (where hyper-parameters are chosen) instead of the report's")
     study.set_defaults(func=cmd_study)
 
-    submit = sub.add_parser("submit", help="submit every stage to SLURM (arrays + afterok dependencies)")
+    submit = sub.add_parser("submit", help="submit every stage to a cluster (SLURM, Grid Engine, PBS): arrays + dependencies")
     submit.add_argument("config")
     _add_cluster_arguments(submit, required=True)
     submit.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--latex", action="store_true", help="also write LaTeX tables")
     report.set_defaults(func=cmd_report)
 
-    detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM, here or on SLURM")
+    detect = sub.add_parser("detect", help="detect retrieval heads of a local HF causal LM, here or on a cluster")
     detect.add_argument("--model", required=True, help="local HF checkpoint directory")
     detect.add_argument("--haystack", default="builtin",
                         help="builtin prose (default), a text file, a folder of .txt files or a saved datasets dir")

@@ -214,7 +214,7 @@ class ClusterPipeline:
                         jobs = [executor.submit(function, root)]
                     else:
                         jobs = executor.map_array(function, [root] * len(part), [name] * len(part), part)
-                except Exception as error:  # sbatch's refusal, whatever submitit wraps it in
+                except Exception as error:  # the scheduler's refusal, whatever submitit wraps it in
                     queued = sum(len(p.job_ids) for p in plans)
                     raise SubmissionCut(
                         f"the scheduler refused the {name} job ({_last_line(error)}); {queued} job(s) queued before "

@@ -20,7 +20,7 @@ from retmask.rundir import RunDir
 
 
 def dry_run(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, until: str | None = None) -> str:
-    """The job graph, then every job's sbatch script, dependencies named by job; nothing is
+    """The job graph, then every job's script, dependencies named by job; nothing is
     written or submitted."""
     from jobs.units import direct_waits
 
