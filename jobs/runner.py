@@ -9,6 +9,7 @@ from pathlib import Path
 from submitit.helpers import Checkpointable
 
 from jobs.pipeline import build_stages, stage_fingerprints
+from jobs.schedulers.base import task_cpus
 from retmask.config import ExperimentConfig, read_saved_config, save_config
 from retmask.rundir import RunDir
 
@@ -54,12 +55,6 @@ def inject_fault(run: RunDir, stage: str, shard: int) -> None:
             return
         write_json(path, [f for f in faults if f != key])
     raise RuntimeError(f"fault injected into {key} by {path}")
-
-
-def task_cpus() -> int:
-    """The CPUs the scheduler gave this task (0 when not under one): SLURM's count, the count a
-    Grid Engine job script exports (a resource type brings CPUs its slot count does not show)."""
-    return int(os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("RETMASK_CPUS") or 0)
 
 
 def _prepare(threads: int) -> None:

@@ -7,6 +7,7 @@ OUT_OF_MEMORY, CANCELLED, ...), so status, resume and logs read all schedulers a
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -90,3 +91,9 @@ def resource_type_for(resource_types: dict[int, str], gpus: int) -> str:
     0: cpu_4}); "" when the profile names none."""
     fitting = sorted(count for count in resource_types if count >= gpus)
     return resource_types[fitting[0]] if fitting else ""
+
+
+def task_cpus() -> int:
+    """The CPUs the scheduler gave this task (0 when not under one): SLURM's count, the count a
+    Grid Engine job script exports (a resource type brings CPUs its slot count does not show)."""
+    return int(os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("RETMASK_CPUS") or 0)
