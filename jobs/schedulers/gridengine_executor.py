@@ -20,9 +20,10 @@ import sys
 import typing as tp
 from pathlib import Path
 
-from submitit.core import core, job_environment, utils
+from submitit.core import core, utils
 
-from jobs.schedulers.script_executor import QuietWatcher, ScriptExecutor, default_parameters, log_redirect
+from jobs.schedulers.script_executor import (OneTaskJobEnvironment, QuietWatcher, ScriptExecutor,
+                                              default_parameters, host_file_lines, log_redirect)
 
 HOLD_DEPENDENTS = 100  # Grid Engine: error state, dependents stay held
 RUN_AGAIN = 99  # Grid Engine: reschedule the job
@@ -152,17 +153,8 @@ def make_qsub_script(
     return "\n".join(lines)
 
 
-class GridEngineJobEnvironment(job_environment.JobEnvironment):
-    _env = {
-        "job_id": "JOB_ID",
-        "array_job_id": "JOB_ID",
-        "array_task_id": "SGE_TASK_ID",
-        "num_tasks": "",
-        "num_nodes": "",
-        "node": "",
-        "global_rank": "",
-        "local_rank": "",
-    }
+class GridEngineJobEnvironment(OneTaskJobEnvironment):
+    _env = {**OneTaskJobEnvironment._env, "job_id": "JOB_ID", "array_job_id": "JOB_ID", "array_task_id": "SGE_TASK_ID"}
 
     @property
     def array_job_id(self) -> tp.Optional[str]:
@@ -173,39 +165,9 @@ class GridEngineJobEnvironment(job_environment.JobEnvironment):
         task = os.environ.get("SGE_TASK_ID", "undefined")
         return None if task in ("", "undefined") else str(int(task) - 1)
 
-    @property
-    def hostnames(self) -> tp.List[str]:
-        return pe_hosts() or [self.hostname]
-
-    @property
-    def num_tasks(self) -> int:
-        return 1
-
-    @property
-    def num_nodes(self) -> int:
-        return len(self.hostnames)
-
-    @property
-    def node(self) -> int:
-        return self.hostnames.index(self.hostname) if self.hostname in self.hostnames else 0
-
-    @property
-    def global_rank(self) -> int:
-        return 0
-
-    @property
-    def local_rank(self) -> int:
-        return 0
+    def host_file(self) -> tp.List[str]:
+        return host_file_lines("PE_HOSTFILE")  # `host slots queue processors` per line
 
     def _requeue(self, countdown: int) -> None:
         """Grid Engine reruns a job that exits with 99 (the script passes it through)."""
         sys.exit(RUN_AGAIN)
-
-
-def pe_hosts() -> tp.List[str]:
-    """Hosts of a parallel job, from $PE_HOSTFILE (`host slots queue processors` per line)."""
-    path = os.environ.get("PE_HOSTFILE", "")
-    if not path or not os.path.isfile(path):
-        return []
-    with open(path) as handle:
-        return [line.split()[0] for line in handle if line.strip()]

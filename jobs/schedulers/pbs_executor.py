@@ -15,9 +15,10 @@ import shlex
 import typing as tp
 from pathlib import Path
 
-from submitit.core import core, job_environment, utils
+from submitit.core import core, utils
 
-from jobs.schedulers.script_executor import QuietWatcher, ScriptExecutor, default_parameters, log_redirect
+from jobs.schedulers.script_executor import (OneTaskJobEnvironment, QuietWatcher, ScriptExecutor,
+                                              default_parameters, host_file_lines, log_redirect)
 
 
 def pbs_id(job_id: str) -> str:
@@ -121,16 +122,8 @@ def make_pbs_script(
     return "\n".join(lines)
 
 
-class PBSJobEnvironment(job_environment.JobEnvironment):
-    _env = {
-        "job_id": "PBS_JOBID",
-        "array_task_id": "PBS_ARRAY_INDEX",
-        "num_tasks": "",
-        "num_nodes": "",
-        "node": "",
-        "global_rank": "",
-        "local_rank": "",
-    }
+class PBSJobEnvironment(OneTaskJobEnvironment):
+    _env = {**OneTaskJobEnvironment._env, "job_id": "PBS_JOBID", "array_task_id": "PBS_ARRAY_INDEX"}
 
     @property
     def raw_job_id(self) -> str:
@@ -145,33 +138,8 @@ class PBSJobEnvironment(job_environment.JobEnvironment):
     def array_task_id(self) -> tp.Optional[str]:
         return os.environ.get("PBS_ARRAY_INDEX") or None
 
-    @property
-    def hostnames(self) -> tp.List[str]:
-        path = os.environ.get("PBS_NODEFILE", "")
-        if not path or not os.path.isfile(path):
-            return [self.hostname]
-        with open(path) as handle:
-            return list(dict.fromkeys(line.strip() for line in handle if line.strip()))
-
-    @property
-    def num_tasks(self) -> int:
-        return 1
-
-    @property
-    def num_nodes(self) -> int:
-        return len(self.hostnames)
-
-    @property
-    def node(self) -> int:
-        return self.hostnames.index(self.hostname) if self.hostname in self.hostnames else 0
-
-    @property
-    def global_rank(self) -> int:
-        return 0
-
-    @property
-    def local_rank(self) -> int:
-        return 0
+    def host_file(self) -> tp.List[str]:
+        return host_file_lines("PBS_NODEFILE")  # a line per process: hosts repeat
 
     def _requeue(self, countdown: int) -> None:
         """Only PBS operators may requeue (qrerun): the job ends, `retmask resume` resubmits it."""

@@ -3,8 +3,10 @@ PBS Professional): a job script from a function of parameters, arrays submitted 
 SLURM executor does (pickles first, renamed once the array's id is known), ids parsed from qsub."""
 from __future__ import annotations
 
+import abc
 import functools
 import inspect
+import os
 import shlex
 import shutil
 import sys
@@ -12,7 +14,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
-from submitit.core import core, utils
+from submitit.core import core, job_environment, utils
 
 
 class QuietWatcher(core.InfoWatcher):
@@ -39,8 +41,9 @@ class ScriptExecutor(core.PicklingExecutor):
             raise RuntimeError(f'Could not find "{self.submit_program}": is this a submit host of the cluster?')
 
     @staticmethod
+    @abc.abstractmethod
     def make_script(command: str, folder: tp.Union[str, Path], map_count: tp.Optional[int] = None, **parameters) -> str:
-        raise NotImplementedError
+        """The job script for these parameters."""
 
     @classmethod
     def _valid_parameters(cls) -> tp.Set[str]:
@@ -101,3 +104,46 @@ def log_redirect(folder: str) -> str:
     quoted = shlex.quote(folder)
     return (f'exec >> {quoted}/"${{SUBMITIT_JOB_ID}}_0_log.out" '
             f'2>> {quoted}/"${{SUBMITIT_JOB_ID}}_0_log.err"')
+
+
+class OneTaskJobEnvironment(job_environment.JobEnvironment):
+    """A job of one task (one process, on the first of its hosts), as these scripts run it; the
+    hosts come from the scheduler's host file (`host_file`)."""
+
+    _env = {"job_id": "", "num_tasks": "", "num_nodes": "", "node": "", "global_rank": "", "local_rank": ""}
+
+    def host_file(self) -> tp.List[str]:
+        return []
+
+    @property
+    def hostnames(self) -> tp.List[str]:
+        return list(dict.fromkeys(self.host_file())) or [self.hostname]
+
+    @property
+    def num_tasks(self) -> int:
+        return 1
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.hostnames)
+
+    @property
+    def node(self) -> int:
+        return self.hostnames.index(self.hostname) if self.hostname in self.hostnames else 0
+
+    @property
+    def global_rank(self) -> int:
+        return 0
+
+    @property
+    def local_rank(self) -> int:
+        return 0
+
+
+def host_file_lines(variable: str) -> tp.List[str]:
+    """First words of the lines of the file an environment variable names (none: [])."""
+    path = os.environ.get(variable, "")
+    if not path or not os.path.isfile(path):
+        return []
+    with open(path) as handle:
+        return [line.split()[0] for line in handle if line.strip()]
