@@ -1,9 +1,9 @@
 """Multi-GPU / multi-node training launch: one task per node, each running `accelerate launch`
 with c10d rendezvous on the first node of the allocation.
 
-The machine rank is read on each node when its task starts (SLURM_NODEID), never expanded once
-in the batch script, which would give every node rank 0. Under Grid Engine a training job holds
-one node (the profile refuses more), whose rank is 0 and whose host is this one.
+The machine rank is read on each node when its task starts, from the scheduler's job environment
+(SLURM_NODEID under srun; RETMASK_NODE_RANK for the tasks Grid Engine and PBS scripts start per
+node), never expanded once in the batch script, which would give every node rank 0.
 """
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ from submitit.helpers import Checkpointable
 
 from jobs.profiles import ClusterProfile
 from retmask.config import ExperimentConfig
+
+
+# how each scheduler's per-node task learns its machine rank and the rendezvous host
+NODE_RANK_SOURCES = {
+    "slurm": ("$SLURM_NODEID", "<first host of $SLURM_JOB_NODELIST>"),
+    "gridengine": ("$RETMASK_NODE_RANK", "<first host of $PE_HOSTFILE>"),
+    "pbs": ("$RETMASK_NODE_RANK", "<first host of $PBS_NODEFILE>"),
+}
 
 
 def accelerate_command(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str, machine_rank: str,
@@ -38,8 +46,8 @@ def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: st
     and golden files."""
     from retmask.training import gradient_accumulation
 
-    rank, host = ("$SLURM_NODEID", "<first host of $SLURM_JOB_NODELIST>") if profile.kind == "slurm" else \
-        ("0", "<this host>")  # other schedulers train on one node
+    one_node = profile.kind != "slurm" and profile.train_nodes == 1  # its one task: rank 0, here
+    rank, host = ("0", "<this host>") if one_node else NODE_RANK_SOURCES.get(profile.kind, ("0", "<this host>"))
     command = accelerate_command(cfg, profile, run_root, rank, host, "<a free port of the first host>")
     gpus = profile.train_nodes * profile.gpus_per_node
     t = cfg.train
@@ -49,23 +57,18 @@ def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: st
             f"accumulation {steps} x {gpus} GPUs ({profile.train_nodes} node(s) x {profile.gpus_per_node})")
 
 
-def _first_host() -> str:
-    nodelist = os.environ.get("SLURM_JOB_NODELIST")
-    if not nodelist:  # a one-node job of another scheduler
-        import socket
+def this_node() -> tuple[str, str]:
+    """(this node's machine rank, the first host of the job), as the job environment of the
+    scheduler running this task tells them."""
+    import submitit
 
-        return socket.gethostname()
-    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
-    return out.stdout.split()[0]
-
-
-def _node_rank() -> str:
-    return os.environ.get("SLURM_NODEID", "0")
+    env = submitit.JobEnvironment()
+    return str(env.node), env.hostnames[0]
 
 
 def _job_key() -> str:
     """This job's attempt: a requeued job never reads its previous attempt's port."""
-    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("JOB_ID") or "local"
+    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("JOB_ID") or os.environ.get("PBS_JOBID") or "local"
     attempt = os.environ.get("SLURM_RESTART_COUNT") or os.environ.get("RESTARTED") or "0"
     return f"{job}-{attempt}"
 
@@ -117,10 +120,10 @@ def launch_training(run_root: str, before=(), after=(), waits_for=()) -> str:
     run_light_stages(run, before, only_when_ready=False)  # every node: the first computes, the rest wait
     cfg = load_run_config(run)
     profile = ClusterProfile(**{k: v for k, v in run.read_manifest()["profile"].items()})
-    rank = _node_rank()  # read here, on this node
+    rank, main_host = this_node()  # read here, on this node
     port = rendezvous_port(run, rank)
     started = time.perf_counter()
-    subprocess.run(accelerate_command(cfg, profile, run_root, rank, _first_host(), port), check=True)
+    subprocess.run(accelerate_command(cfg, profile, run_root, rank, main_host, port), check=True)
     if rank == "0":
         stages = build_stages(cfg)
         run.mark_done("train", 0, stage_fingerprints(cfg, stages)["train"], time.perf_counter() - started)

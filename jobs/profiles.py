@@ -85,9 +85,10 @@ class ClusterProfile:
             if not 1 <= gpus <= self.gpus_per_node:
                 raise ConfigError(f"{key}.gpus_per_task.{stage}: {gpus} GPUs; expected 1..gpus_per_node "
                                   f"({self.gpus_per_node})")
-        if self.kind in ("gridengine", "pbs") and self.train_nodes > 1:
-            raise ConfigError(f"{key}.train_nodes: {self.train_nodes}; training on {self.kind} runs on one node "
-                              "(a launcher per node from its host file is not written yet): set train_nodes: 1")
+        if self.kind == "gridengine" and self.train_nodes > 1 and not self.resource_types:
+            raise ConfigError(f"{key}.train_nodes: {self.train_nodes} on Grid Engine needs resource_types naming a "
+                              "whole-node type (TSUBAME's node_f), so that each node is asked for as one; a parallel "
+                              "environment's slots may land anywhere")
         if self.max_time_limit_min and max(self.time_limit_min.values()) > self.max_time_limit_min:
             stage, minutes = max(self.time_limit_min.items(), key=lambda item: item[1])
             raise ConfigError(f"{key}.time_limit_min.{stage}: {minutes} minutes is over the site's cap of "

@@ -47,6 +47,7 @@ class GridEngineScheduler(Scheduler):
         resource_type = resource_type_for(p.resource_types, request.gpus)
         if resource_type:
             params["resources"] = {resource_type: request.nodes}
+            params["nodes"] = request.nodes
             params["cpus"] = 1  # the resource type brings its CPUs
         else:
             params["cpus"] = request.cpus

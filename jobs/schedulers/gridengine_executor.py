@@ -9,6 +9,8 @@ Grid Engine differs from SLURM where it matters here:
   100 is put in error state instead, which holds its dependents. So the script turns any failure
   into 100 (99 still asks Grid Engine to run the job again: submitit's requeue).
 - a job nearing `h_rt` gets SIGUSR1 at `s_rt`: submitit listens for it to checkpoint and requeue.
+- no srun: a multi-node job starts its other nodes' tasks with `qrsh -inherit` (tight
+  integration, hosts from $PE_HOSTFILE).
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from pathlib import Path
 
 from submitit.core import core, utils
 
-from jobs.schedulers.script_executor import (OneTaskJobEnvironment, QuietWatcher, ScriptExecutor,
-                                              default_parameters, host_file_lines, log_redirect)
+from jobs.schedulers.script_executor import (NodeTaskJobEnvironment, QuietWatcher, ScriptExecutor,
+                                              default_parameters, host_file_lines, log_redirect, per_node_tasks)
 
 HOLD_DEPENDENTS = 100  # Grid Engine: error state, dependents stay held
 RUN_AGAIN = 99  # Grid Engine: reschedule the job
@@ -45,8 +47,9 @@ def grid_engine_id(job_id: str) -> str:
 
 class GridEngineExecutor(ScriptExecutor):
     """Parameters (see make_qsub_script): job_name, queue, time (minutes), cpus (a `pe` of that
-    many slots), pe, resources (-l key=value), group (qsub -g, TSUBAME), project (-P), hold_jid,
-    array_parallelism, setup, signal_delay_s, additional_parameters."""
+    many slots), pe, resources (-l key=value), nodes (tasks, one per host), group (qsub -g,
+    TSUBAME), project (-P), hold_jid, array_parallelism, setup, signal_delay_s,
+    additional_parameters."""
 
     job_class = GridEngineJob
 
@@ -96,6 +99,7 @@ def make_qsub_script(
     cpus: int = 1,
     pe: str = "smp",
     resources: tp.Optional[tp.Dict[str, tp.Any]] = None,
+    nodes: int = 1,
     group: str = "",
     project: str = "",
     hold_jid: tp.Optional[tp.List[str]] = None,
@@ -142,9 +146,14 @@ def make_qsub_script(
         log_redirect(folder),
         "",
         "# command",
-        "export SUBMITIT_EXECUTOR=gridengine SUBMITIT_PREEMPT_SIGNAL=USR1",
-        command,
-        "status=$?",
+    ]
+    exports = "export SUBMITIT_EXECUTOR=gridengine SUBMITIT_PREEMPT_SIGNAL=USR1"
+    if nodes > 1:  # the host file's lines read "host slots queue processors"
+        lines += per_node_tasks(command, folder, nodes, setup, exports, hosts='cat "$PE_HOSTFILE"',
+                                remote="qrsh -inherit -nostdin", variables=("JOB_ID", "SGE_TASK_ID"))
+    else:
+        lines += [exports, command, "status=$?"]
+    lines += [
         f"# a failure holds the dependents (exit {HOLD_DEPENDENTS}); {RUN_AGAIN} asks for a rerun (requeue)",
         f'if [ "$status" -ne 0 ] && [ "$status" -ne {RUN_AGAIN} ]; then exit {HOLD_DEPENDENTS}; fi',
         'exit "$status"',
@@ -153,8 +162,8 @@ def make_qsub_script(
     return "\n".join(lines)
 
 
-class GridEngineJobEnvironment(OneTaskJobEnvironment):
-    _env = {**OneTaskJobEnvironment._env, "job_id": "JOB_ID", "array_job_id": "JOB_ID", "array_task_id": "SGE_TASK_ID"}
+class GridEngineJobEnvironment(NodeTaskJobEnvironment):
+    _env = {**NodeTaskJobEnvironment._env, "job_id": "JOB_ID", "array_job_id": "JOB_ID", "array_task_id": "SGE_TASK_ID"}
 
     @property
     def array_job_id(self) -> tp.Optional[str]:

@@ -6,6 +6,8 @@ PBS differs from SLURM where it matters here:
 - at the walltime PBS sends SIGTERM, then SIGKILL a few seconds later, and only operators may
   requeue (`qrerun`): a job cut short ends as failed, and `retmask resume` resubmits it (its shard
   continues from the rows or the checkpoint it wrote).
+- no srun: a multi-node job starts its other nodes' tasks with `pbs_tmrsh` (PBS's task manager,
+  hosts from $PBS_NODEFILE, one line per MPI process).
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from pathlib import Path
 
 from submitit.core import core, utils
 
-from jobs.schedulers.script_executor import (OneTaskJobEnvironment, QuietWatcher, ScriptExecutor,
-                                              default_parameters, host_file_lines, log_redirect)
+from jobs.schedulers.script_executor import (NodeTaskJobEnvironment, QuietWatcher, ScriptExecutor,
+                                              default_parameters, host_file_lines, log_redirect, per_node_tasks)
 
 
 def pbs_id(job_id: str) -> str:
@@ -53,6 +55,9 @@ class PBSExecutor(ScriptExecutor):
 
     def _make_submission_command(self, submission_file_path: Path) -> tp.List[str]:
         return ["qsub", str(submission_file_path)]
+
+    def _num_tasks(self) -> int:
+        return int(self.parameters.get("select", 1))  # one task per node
 
     @staticmethod
     def _get_job_id_from_submission_command(string: tp.Union[bytes, str]) -> str:
@@ -115,15 +120,20 @@ def make_pbs_script(
         log_redirect(folder),
         "",
         "# command",
-        "export SUBMITIT_EXECUTOR=pbs",
-        command,
-        "",
     ]
+    exports = "export SUBMITIT_EXECUTOR=pbs"
+    if select > 1:
+        lines += per_node_tasks(command, folder, select, setup, exports, hosts='cat "$PBS_NODEFILE"',
+                                remote="pbs_tmrsh", variables=("PBS_JOBID", "PBS_ARRAY_INDEX"))
+        lines.append('exit "$status"')
+    else:
+        lines += [exports, command]
+    lines.append("")
     return "\n".join(lines)
 
 
-class PBSJobEnvironment(OneTaskJobEnvironment):
-    _env = {**OneTaskJobEnvironment._env, "job_id": "PBS_JOBID", "array_task_id": "PBS_ARRAY_INDEX"}
+class PBSJobEnvironment(NodeTaskJobEnvironment):
+    _env = {**NodeTaskJobEnvironment._env, "job_id": "PBS_JOBID", "array_task_id": "PBS_ARRAY_INDEX"}
 
     @property
     def raw_job_id(self) -> str:

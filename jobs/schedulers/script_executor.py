@@ -1,12 +1,14 @@
 """What submitit executors for schedulers without a plugin of their own share (Grid Engine,
 PBS Professional): a job script from a function of parameters, arrays submitted as submitit's
-SLURM executor does (pickles first, renamed once the array's id is known), ids parsed from qsub."""
+SLURM executor does (pickles first, renamed once the array's id is known), ids parsed from qsub,
+and a multi-node job's one task per node, started through the scheduler's own remote start."""
 from __future__ import annotations
 
 import abc
 import functools
 import inspect
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -88,7 +90,7 @@ class ScriptExecutor(core.PicklingExecutor):
         return self.make_script(command=command, folder=self.folder, **self.parameters)
 
     def _num_tasks(self) -> int:
-        return 1
+        return int(self.parameters.get("nodes", 1))  # one task per node
 
 
 @functools.lru_cache()
@@ -106,22 +108,26 @@ def log_redirect(folder: str) -> str:
             f'2>> {quoted}/"${{SUBMITIT_JOB_ID}}_0_log.err"')
 
 
-class OneTaskJobEnvironment(job_environment.JobEnvironment):
-    """A job of one task (one process, on the first of its hosts), as these scripts run it; the
-    hosts come from the scheduler's host file (`host_file`)."""
+class NodeTaskJobEnvironment(job_environment.JobEnvironment):
+    """A job of one task per node, as these scripts run it: a one-node job's single task, or the
+    tasks `per_node_tasks` starts, which know their rank and the job's hosts from RETMASK_NODE_RANK
+    and RETMASK_NODE_HOSTS. Without those, the hosts come from the scheduler's host file."""
 
     _env = {"job_id": "", "num_tasks": "", "num_nodes": "", "node": "", "global_rank": "", "local_rank": ""}
 
     def host_file(self) -> tp.List[str]:
         return []
 
+    def _node_hosts(self) -> tp.List[str]:
+        return [host for host in os.environ.get("RETMASK_NODE_HOSTS", "").split(",") if host]
+
     @property
     def hostnames(self) -> tp.List[str]:
-        return list(dict.fromkeys(self.host_file())) or [self.hostname]
+        return self._node_hosts() or list(dict.fromkeys(self.host_file())) or [self.hostname]
 
     @property
     def num_tasks(self) -> int:
-        return 1
+        return len(self._node_hosts()) or 1
 
     @property
     def num_nodes(self) -> int:
@@ -129,11 +135,11 @@ class OneTaskJobEnvironment(job_environment.JobEnvironment):
 
     @property
     def node(self) -> int:
-        return self.hostnames.index(self.hostname) if self.hostname in self.hostnames else 0
+        return int(os.environ.get("RETMASK_NODE_RANK", "0"))
 
     @property
     def global_rank(self) -> int:
-        return 0
+        return self.node
 
     @property
     def local_rank(self) -> int:
@@ -147,3 +153,56 @@ def host_file_lines(variable: str) -> tp.List[str]:
         return []
     with open(path) as handle:
         return [line.split()[0] for line in handle if line.strip()]
+
+
+_PER_NODE_TASKS = r"""
+# One task per node, its submitit rank the node's: rank 0 runs here, on the job's first host, the
+# others through the scheduler's remote start ({remote}). A task is a script that takes its rank,
+# sets the job's variables, reruns the setup on its node and starts submitit.
+RETMASK_NODE_HOSTS=$({hosts} | awk '!seen[$1]++ {{ print $1 }}' | paste -sd, -)
+node_task={folder}/"${{SUBMITIT_JOB_ID}}_node_task.sh"
+{{
+  printf 'export RETMASK_NODE_RANK="$1"'
+  for name in RETMASK_NODE_HOSTS SUBMITIT_JOB_ID {variables}; do printf ' %s=%q' "$name" "${{!name:-}}"; done
+  printf '\ncd %q || exit 1\n' "$PWD"
+  cat << 'NODE_TASK'
+{setup}
+{exports}
+exec >> {folder}/"${{SUBMITIT_JOB_ID}}_${{RETMASK_NODE_RANK}}_log.out" 2>> {folder}/"${{SUBMITIT_JOB_ID}}_${{RETMASK_NODE_RANK}}_log.err"
+exec {command}
+NODE_TASK
+}} > "$node_task"
+status=0 tasks=() rank=0
+if [ "$(tr , '\n' <<< "$RETMASK_NODE_HOSTS" | wc -l)" -ne {nodes} ]; then
+  echo "a job of {nodes} nodes was given the hosts $RETMASK_NODE_HOSTS" >&2
+  status=1
+else
+  for host in ${{RETMASK_NODE_HOSTS//,/ }}; do
+    if [ "$rank" -eq 0 ]; then /bin/bash "$node_task" 0 &
+    else {remote} "$host" /bin/bash "$node_task" "$rank" &
+    fi
+    tasks+=("$!") rank=$((rank + 1))
+  done
+fi
+# the first task to fail ends the others, which would wait for it at the rendezvous (KILL:
+# submitit bypasses TERM; the end of the job ends the tasks on other nodes)
+for _ in "${{tasks[@]}}"; do
+  wait -n
+  code=$?
+  if [ "$code" -ne 0 ]; then status=$code; kill -KILL "${{tasks[@]}}" 2> /dev/null; wait; break; fi
+done"""
+
+
+def per_node_tasks(command: str, folder: str, nodes: int, setup: tp.Optional[tp.List[str]], exports: str,
+                   hosts: str, remote: str, variables: tp.Sequence[str]) -> tp.List[str]:
+    """Script lines that run `command` once per node of a multi-node job and leave the first
+    failure's exit status in `status`. `hosts` prints the job's hosts (first word of each line;
+    repeats are one node), `remote` starts a command on a host of the job (Grid Engine's
+    `qrsh -inherit`, PBS's `pbs_tmrsh`), `variables` are the job's own (its id, its array index),
+    handed to the tasks whatever the remote start passes on."""
+    if not re.fullmatch(r"[\w./+@:-]+", folder):
+        raise ValueError(f"a multi-node job's folder is named in commands run on other nodes: {folder!r} must "
+                         "hold only letters, digits and . / + @ : - _ (no spaces or quotes)")
+    text = _PER_NODE_TASKS.format(command=command, folder=folder, nodes=nodes, exports=exports, hosts=hosts,
+                                  remote=remote, variables=" ".join(variables), setup="\n".join(setup or []))
+    return text.splitlines()

@@ -30,27 +30,10 @@ DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)   # in start order
 PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
 T0=$(date +%s%N)
 
-say() { echo "[retmask-slurm] $*"; }
-die() { echo "[retmask-slurm] ERROR: $*" >&2; exit 1; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1fs", (b - a) / 1e9 }'; }
+TAG=retmask-slurm
+# shellcheck source=../local-daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../local-daemons.sh"
 
-# --- processes we started: $PIDS/NAME.pid holds "PID STARTTIME" -----------------------------
-# The start time (field 22 of /proc/PID/stat) tells our process from a later one with a reused
-# PID. A zombie (exited, not yet reaped) counts as gone.
-proc_start() {  # proc_start PID -> prints its start time; fails if no such live process
-    local stat fields
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    read -r -a fields <<< "${stat##*) }"   # fields[0] is the state, fields[19] the start time
-    [ "${fields[0]}" != Z ] || return 1
-    echo "${fields[19]}"
-}
-our_pid() {  # our_pid NAME -> prints the PID if the process we started as NAME still runs
-    local pid='' start=''
-    [ -r "$PIDS/$1.pid" ] || return 1
-    read -r pid start < "$PIDS/$1.pid" || true
-    [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ] || return 1
-    echo "$pid"
-}
 all_running() {
     local d
     for d in "${DAEMONS[@]}"; do our_pid "$d" > /dev/null || return 1; done
@@ -63,23 +46,6 @@ launch() {  # launch NAME CMD... : run CMD in its own session in the background,
     pid=$!
     echo "$pid $(proc_start "$pid" || true)" > "$PIDS/$name.pid"
     say "started $name (pid $pid)"
-}
-fail_with_logs() {  # fail_with_logs NAME MESSAGE
-    local f
-    echo "[retmask-slurm] ERROR: $2" >&2
-    for f in "$LOG/$1.out" "$LOG/$1.log"; do
-        [ -s "$f" ] && { echo "--- last lines of $f:" >&2; tail -n 25 "$f" >&2; }
-    done
-    exit 1
-}
-wait_until() {  # wait_until NAME WHAT CMD... : poll CMD until it succeeds, NAME dies, or timeout
-    local name=$1 what=$2 deadline=$((SECONDS + TIMEOUT))
-    shift 2
-    until timeout 10 "$@" > /dev/null 2>&1; do
-        our_pid "$name" > /dev/null || fail_with_logs "$name" "$name exited while waiting for $what"
-        ((SECONDS < deadline)) || fail_with_logs "$name" "no $what after ${TIMEOUT}s"
-        sleep 0.2
-    done
 }
 
 # --- already up? ------------------------------------------------------------------------------
@@ -97,24 +63,7 @@ fi
 # --- packages ---------------------------------------------------------------------------------
 mkdir -p "$PIDS" "$LOG" "$STATE/slurmctld" "$STATE/slurmd"
 chmod 755 "$STATE"   # MariaDB (user mysql) must reach its data directory below it
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2> /dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    command -v apt-get > /dev/null || die "missing packages (${missing[*]}) and no apt-get"
-    say "installing ${missing[*]}"
-    if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep the packages from starting their services
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    {
-        apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-                -o Dpkg::Options::=--force-confold "${missing[@]}"
-    } >> "$LOG/apt.log" 2>&1 || fail_with_logs apt "could not install ${missing[*]}"
-fi
+install_missing "${PACKAGES[@]}"
 
 # --- configuration ----------------------------------------------------------------------------
 for d in "${DAEMONS[@]}"; do
@@ -222,7 +171,7 @@ if ! our_pid munged > /dev/null; then
     rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
     launch munged setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged --foreground
 fi
-wait_until munged "munge credential" sh -c 'munge -n | unmunge'
+wait_until munged "munge credential" timeout 10 sh -c 'munge -n | unmunge'
 
 # --- MariaDB + slurmdbd -----------------------------------------------------------------------
 if ! our_pid mariadbd > /dev/null; then
@@ -238,14 +187,14 @@ if ! our_pid mariadbd > /dev/null; then
         --log-error="$LOG/mariadbd.log" --innodb-buffer-pool-size=64M \
         --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=2
 fi
-wait_until mariadbd "MariaDB answer" mariadb-admin --socket="$DB_SOCKET" ping
+wait_until mariadbd "MariaDB answer" timeout 10 mariadb-admin --socket="$DB_SOCKET" ping
 mariadb --socket="$DB_SOCKET" -e "
     CREATE DATABASE IF NOT EXISTS $DB_NAME;
     CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASS';
     GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'localhost';"
 
 our_pid slurmdbd > /dev/null || launch slurmdbd /usr/sbin/slurmdbd -D
-wait_until slurmdbd "slurmdbd answer" sacctmgr -n show cluster
+wait_until slurmdbd "slurmdbd answer" timeout 10 sacctmgr -n show cluster
 if ! sacctmgr -n -P show cluster format=cluster | grep -qx "$CLUSTER"; then
     say "registering cluster $CLUSTER in accounting"
     sacctmgr -i add cluster "$CLUSTER" > /dev/null
@@ -261,11 +210,11 @@ if our_pid slurmctld > /dev/null; then
 else
     launch slurmctld /usr/sbin/slurmctld -D
 fi
-wait_until slurmctld "controller answer" sh -c 'scontrol ping | grep -q "is UP"'
+wait_until slurmctld "controller answer" timeout 10 sh -c 'scontrol ping | grep -q "is UP"'
 
 our_pid slurmd > /dev/null || launch slurmd /usr/sbin/slurmd -D
-wait_until slurmd "idle node $HOST in sinfo" \
+wait_until slurmd "idle node $HOST in sinfo" timeout 10 \
     sh -c "sinfo -h -n '$HOST' -o %t | grep -qxE 'idle|mix|alloc'"
-wait_until slurmdbd "answer from sacct" sacct -n -X -a -S now
+wait_until slurmdbd "answer from sacct" timeout 10 sacct -n -X -a -S now
 
 say "SLURM up in $(elapsed): partition $PARTITION, node $HOST ($CPUS CPUs, $MEM MB), state $STATE"

@@ -13,25 +13,10 @@ WAIT=${RETMASK_SLURM_STOP_WAIT:-15}
 PIDS=$STATE/pids
 T0=$(date +%s%N)
 
-say() { echo "[retmask-slurm] $*"; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1fs", (b - a) / 1e9 }'; }
-[ "$(id -u)" = 0 ] || { echo "[retmask-slurm] ERROR: must run as root" >&2; exit 1; }
-
-# Same bookkeeping as start.sh: $PIDS/NAME.pid holds "PID STARTTIME"; a zombie counts as gone.
-proc_start() {
-    local stat fields
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    read -r -a fields <<< "${stat##*) }"
-    [ "${fields[0]}" != Z ] || return 1
-    echo "${fields[19]}"
-}
-our_pid() {
-    local pid='' start=''
-    [ -r "$PIDS/$1.pid" ] || return 1
-    read -r pid start < "$PIDS/$1.pid" || true
-    [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ] || return 1
-    echo "$pid"
-}
+TAG=retmask-slurm
+# shellcheck source=../local-daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../local-daemons.sh"
+[ "$(id -u)" = 0 ] || die "must run as root"
 
 # Cancel every job first, so that no job step outlives slurmd.
 if our_pid slurmctld > /dev/null; then
@@ -49,21 +34,7 @@ fi
 
 stopped=()
 for name in slurmd slurmctld slurmdbd mariadbd munged; do   # reverse start order
-    if ! pid=$(our_pid "$name"); then
-        rm -f "$PIDS/$name.pid"
-        continue
-    fi
-    kill -TERM "$pid" 2> /dev/null
-    for ((i = 0; i < WAIT * 10; i++)); do
-        proc_start "$pid" > /dev/null || break
-        sleep 0.1
-    done
-    if proc_start "$pid" > /dev/null; then
-        say "$name (pid $pid) still running after ${WAIT}s, sending SIGKILL"
-        kill -KILL "$pid" 2> /dev/null
-    fi
-    rm -f "$PIDS/$name.pid"
-    stopped+=("$name($pid)")
+    ran=$(stop_daemon "$name" "$WAIT") && [ -n "$ran" ] && stopped+=("$ran")
 done
 
 if [ ${#stopped[@]} -eq 0 ]; then

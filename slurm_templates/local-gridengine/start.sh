@@ -33,27 +33,10 @@ DAEMONS=(qmaster execd)   # in start order
 PACKAGES=(gridengine-master gridengine-exec gridengine-client)
 T0=$(date +%s%N)
 
-say() { echo "[retmask-ge] $*"; }
-die() { echo "[retmask-ge] ERROR: $*" >&2; exit 1; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1fs", (b - a) / 1e9 }'; }
+TAG=retmask-ge
+# shellcheck source=../local-daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../local-daemons.sh"
 
-# --- processes we started: $PIDS/NAME.pid holds "PID STARTTIME" -----------------------------
-# The start time (field 22 of /proc/PID/stat) tells our process from a later one with a reused
-# PID. A zombie (exited, not yet reaped) counts as gone.
-proc_start() {  # proc_start PID -> prints its start time; fails if no such live process
-    local stat fields
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    read -r -a fields <<< "${stat##*) }"   # fields[0] is the state, fields[19] the start time
-    [ "${fields[0]}" != Z ] || return 1
-    echo "${fields[19]}"
-}
-our_pid() {  # our_pid NAME -> prints the PID if the process we started as NAME still runs
-    local pid='' start=''
-    [ -r "$PIDS/$1.pid" ] || return 1
-    read -r pid start < "$PIDS/$1.pid" || true
-    [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ] || return 1
-    echo "$pid"
-}
 queue_up() {  # the queue instance QUEUE@HOST exists and is neither unknown, in error nor disabled
     timeout 10 qstat -f -q "$QUEUE" 2> /dev/null |
         awk -v q="$QUEUE@" 'index($1, q) == 1 { found = 1; if ($6 ~ /[uEdDa]/) bad = 1 }
@@ -83,23 +66,6 @@ daemon_logs() {  # daemon_logs NAME -> the log files of that daemon
         execd) echo "$LOG/execd.out"; ls "$XSPOOL"/*/messages 2> /dev/null || true ;;
         *) echo "$LOG/$1.log" ;;
     esac
-}
-fail_with_logs() {  # fail_with_logs NAME MESSAGE
-    local f
-    echo "[retmask-ge] ERROR: $2" >&2
-    for f in $(daemon_logs "$1"); do
-        [ -s "$f" ] && { echo "--- last lines of $f:" >&2; tail -n 25 "$f" >&2; }
-    done
-    exit 1
-}
-wait_until() {  # wait_until NAME WHAT CMD... : poll CMD until it succeeds, NAME dies, or timeout
-    local name=$1 what=$2 deadline=$((SECONDS + TIMEOUT))
-    shift 2
-    until "$@" > /dev/null 2>&1; do
-        our_pid "$name" > /dev/null || fail_with_logs "$name" "$name exited while waiting for $what"
-        ((SECONDS < deadline)) || fail_with_logs "$name" "no $what after ${TIMEOUT}s"
-        sleep 0.2
-    done
 }
 port_busy() { timeout 2 bash -c "exec 3<> /dev/tcp/127.0.0.1/$1" 2> /dev/null; }
 
@@ -143,29 +109,14 @@ done
 # --- packages ---------------------------------------------------------------------------------
 mkdir -p "$PIDS" "$LOG" "$CONF" "$SPOOLDB" "$QSPOOL" "$XSPOOL"
 chmod 755 "$STATE"   # the daemons run as $ADMIN and must reach their spool directories below it
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2> /dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    command -v apt-get > /dev/null || die "missing packages (${missing[*]}) and no apt-get"
-    say "installing ${missing[*]}"
+before_install() {
     # The packages ask for the cell and the master host; gridengine-master's postinst then
     # initialises a spool in /var/spool/gridengine, which this script does not use.
     printf '%s\n' "gridengine-common shared/gridengineconfig boolean true" \
         "gridengine-common shared/gridenginecell string $SGE_CELL" \
         "gridengine-common shared/gridenginemaster string $HOST" | debconf-set-selections
-    if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep the packages from starting their services
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-    {
-        apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-                -o Dpkg::Options::=--force-confold "${missing[@]}"
-    } >> "$LOG/apt.log" 2>&1 || fail_with_logs apt "could not install ${missing[*]}"
-fi
+}
+install_missing "${PACKAGES[@]}"
 id "$ADMIN" > /dev/null 2>&1 || die "user $ADMIN missing (it comes with gridengine-common)"
 [ -x "$GEBIN/sge_qmaster" ] && [ -x "$GEBIN/sge_execd" ] || die "$GEBIN/sge_{qmaster,execd} missing"
 

@@ -16,25 +16,11 @@ export SGE_ROOT=/var/lib/gridengine SGE_CELL=default
 unset SGE_QMASTER_PORT SGE_EXECD_PORT
 T0=$(date +%s%N)
 
-say() { echo "[retmask-ge] $*"; }
-elapsed() { awk -v a="$T0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1fs", (b - a) / 1e9 }'; }
-[ "$(id -u)" = 0 ] || { echo "[retmask-ge] ERROR: must run as root" >&2; exit 1; }
+TAG=retmask-ge
+# shellcheck source=../local-daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../local-daemons.sh"
+[ "$(id -u)" = 0 ] || die "must run as root"
 
-# Same bookkeeping as start.sh: $PIDS/NAME.pid holds "PID STARTTIME"; a zombie counts as gone.
-proc_start() {
-    local stat fields
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    read -r -a fields <<< "${stat##*) }"
-    [ "${fields[0]}" != Z ] || return 1
-    echo "${fields[19]}"
-}
-our_pid() {
-    local pid='' start=''
-    [ -r "$PIDS/$1.pid" ] || return 1
-    read -r pid start < "$PIDS/$1.pid" || true
-    [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ] || return 1
-    echo "$pid"
-}
 descendants() {  # descendants PID -> "PID STARTTIME" of every process below PID
     local queue=("$1") p c
     while [ ${#queue[@]} -gt 0 ]; do
@@ -69,21 +55,7 @@ fi
 
 stopped=()
 for name in execd qmaster; do   # reverse start order
-    if ! pid=$(our_pid "$name"); then
-        rm -f "$PIDS/$name.pid"
-        continue
-    fi
-    kill -TERM "$pid" 2> /dev/null
-    for ((i = 0; i < WAIT * 10; i++)); do
-        proc_start "$pid" > /dev/null || break
-        sleep 0.1
-    done
-    if proc_start "$pid" > /dev/null; then
-        say "$name (pid $pid) still running after ${WAIT}s, sending SIGKILL"
-        kill -KILL "$pid" 2> /dev/null
-    fi
-    rm -f "$PIDS/$name.pid"
-    stopped+=("$name($pid)")
+    ran=$(stop_daemon "$name" "$WAIT") && [ -n "$ran" ] && stopped+=("$ran")
 done
 
 killed=()

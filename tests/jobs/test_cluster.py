@@ -17,7 +17,9 @@ GOLDEN = Path(__file__).parent / "golden"
 SHAPES = {"slurm-4xh100-1x4": ["partition=gpu_h100", "account=proj-rm"],
           "slurm-8xh200-2x8": ["partition=rt_HG", "account=gxa50000", "qos=normal"],
           "tsubame4-h100-1x4": ["account=tga-retmask"],
-          "abci3-h200-1x8": ["account=gxa50000"]}
+          "tsubame4-h100-2x4": ["account=tga-retmask", "train_nodes=2"],
+          "abci3-h200-1x8": ["account=gxa50000"],
+          "abci3-h200-2x8": ["account=gxa50000", "train_nodes=2"]}
 GPU_REQUEST = {"slurm": ("--gres=gpu", "--gpus-per-node"), "gridengine": ("-l node_f=", "-l gpu_1="),
                "pbs": ("-q rt_HF", "-q rt_HG")}
 
@@ -62,6 +64,11 @@ def test_golden_scripts_carry_what_a_cluster_needs():
     assert "--machine_rank $SLURM_NODEID" in train  # read on each node, not once in the script
     assert "gradient accumulation 32 x 16 GPUs" in train
     assert "#SBATCH --array=0-63%64" in two and "--signal=USR2@120" in two
+    for shape, request, remote in (("tsubame4-h100-2x4", "#$ -l node_f=2", "qrsh -inherit -nostdin"),
+                                   ("abci3-h200-2x8", "#PBS -l select=2", "pbs_tmrsh")):
+        train = (GOLDEN / f"{shape}.sbatch").read_text().split("# ===== train =====")[1].split("# =====")[0]
+        assert request in train and f'else {remote} "$host" /bin/bash "$node_task" "$rank" &' in train, shape
+        assert "--num_machines 2" in train and "--machine_rank $RETMASK_NODE_RANK" in train, shape
     for stage in ("detect", "synthesize_chosen", "synthesize_rejected", "evaluate"):  # one GPU per array task
         script = one.split(f"# ===== {stage} =====")[1].split("# =====")[0]
         assert "#SBATCH --gres=gpu:h100:1" in script and "#SBATCH --mem=120GB" in script, stage
@@ -86,6 +93,9 @@ def test_profile_errors_come_before_anything_is_submitted():
     for minutes in (0, -5):
         with pytest.raises(ConfigError, match=f"time_limit_min.train: {minutes} minutes; give a positive number"):
             load_profile("slurm-8xh200", ["partition=p", f"time_limit_min.train={minutes}"])
+    # a plain Grid Engine PE may put a job's slots on any hosts: several nodes need a whole-node type
+    with pytest.raises(ConfigError, match="needs resource_types naming a whole-node type"):
+        load_profile("local-gridengine", ["train_nodes=2", "gpus_per_node=4"])
 
 
 def test_gpus_per_task_names_a_gpu_stage_and_fits_the_node():

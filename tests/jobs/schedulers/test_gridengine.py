@@ -1,17 +1,16 @@
 """The toy pipeline on a real single-host Grid Engine (slurm_templates/local-gridengine/): submit,
 a failed task holding its dependents (exit 100), status, resume, and pairs identical to a local
 run; and the parsers on output recorded from that Grid Engine (8.1.9)."""
-import time
 
 from jobs import control
-from jobs.local import LocalPipeline
 from jobs.profiles import load_profile
 from jobs.runner import record_config
 from jobs.schedulers.gridengine import parse_qacct, parse_qstat_xml
-from jobs.status import format_status, run_status
+from jobs.status import format_status
 from retmask.config import load_config
 from retmask.io import read_jsonl, write_json
 from tests.conftest import REPO
+from tests.helpers.cluster_runs import local_tiny_run, wait_until_idle
 
 QSTAT_XML = """<?xml version='1.0'?>
 <job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
@@ -95,22 +94,9 @@ def test_qacct_tells_a_finished_task_from_a_timed_out_or_failed_one():
                       "15": {"state": "FAILED", "exit_code": "1:0"}}
 
 
-def wait_until_idle(run, timeout=600):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        stages, source = run_status(run)
-        if not {s.state for stage in stages for s in stage.states} & {"running", "pending"}:
-            return stages, source
-        time.sleep(2)
-    raise TimeoutError(format_status(*run_status(run)))
-
-
 def test_a_failed_task_holds_its_dependents_and_resume_ends_as_a_local_run(local_gridengine, toy_model_dir,
                                                                             tmp_path):
-    reference = load_config(REPO / "configs" / "tiny.yaml")
-    reference.run_dir = str(tmp_path / "local")
-    local_run = record_config(reference)
-    LocalPipeline(reference, local_run, log=lambda line: None, until="pairs").execute(max_parallel=2)
+    local_run = local_tiny_run(tmp_path / "local")
 
     cfg = load_config(REPO / "configs" / "tiny.yaml")
     cfg.run_dir = str(tmp_path / "gridengine")
@@ -119,7 +105,7 @@ def test_a_failed_task_holds_its_dependents_and_resume_ends_as_a_local_run(local
     profile = load_profile("local-gridengine")
     control.submit(cfg, run, profile, until="pairs", log=lambda line: None)
 
-    stages, source = wait_until_idle(run)
+    stages, source, _ = wait_until_idle(run)
     states = {stage.name: [s.state for s in stage.states] for stage in stages}
     assert source == "qstat+qacct" and states["detect"] == ["done", "failed"], format_status(stages, source)
     failed = next(s for stage in stages for s in stage.states if s.state == "failed")
@@ -129,7 +115,7 @@ def test_a_failed_task_holds_its_dependents_and_resume_ends_as_a_local_run(local
     assert not run.done_shards("merge_scores", "") and not (run.stage_dir("merge_scores") / "done").exists()
 
     control.resume(cfg, run, profile, log=lambda line: None)
-    stages, _ = wait_until_idle(run)
+    stages, _, _ = wait_until_idle(run)
     assert all(s.state == "done" for stage in stages for s in stage.states), format_status(stages, "qstat")
     assert read_jsonl(run.stage_dir("pairs") / "pairs.jsonl") == read_jsonl(local_run.stage_dir("pairs") /
                                                                             "pairs.jsonl")

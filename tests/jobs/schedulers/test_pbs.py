@@ -8,7 +8,7 @@ import pytest
 
 from jobs.profiles import load_profile
 from jobs.schedulers import scheduler_for
-from jobs.schedulers.pbs_executor import PBSExecutor, PBSJobEnvironment, pbs_id
+from jobs.schedulers.pbs_executor import PBSExecutor, PBSJobEnvironment, make_pbs_script, pbs_id
 from jobs.schedulers.pbs import parse_qstat_json
 from retmask.config import ConfigError
 
@@ -130,9 +130,28 @@ def test_the_job_environment_reads_pbs_ids(monkeypatch):
     assert PBSJobEnvironment().job_id == "1234"
 
 
-def test_a_pbs_profile_needs_the_group_and_trains_on_one_node():
+def test_a_pbs_profile_needs_the_group():
     profile = load_profile("abci3-h200")
     with pytest.raises(ConfigError, match="PBS sites such as ABCI need your group"):
         scheduler_for(profile).check(profile)
-    with pytest.raises(ConfigError, match="training on pbs runs on one node"):
-        load_profile("abci3-h200", ["account=g", "train_nodes=2"])
+
+
+def test_a_multi_node_job_starts_a_task_per_host_of_the_node_file():
+    script = make_pbs_script("python -u -m submitit.core._submit /runs/x/logs", "/runs/x/logs", select=2,
+                             queue="rt_HF", setup=["module load cuda"])
+    assert "#PBS -l select=2" in script
+    assert 'RETMASK_NODE_HOSTS=$(cat "$PBS_NODEFILE" | awk' in script  # a line per MPI process: one per host
+    assert 'else pbs_tmrsh "$host" /bin/bash "$node_task" "$rank" &' in script
+    node_task = script.split("cat << 'NODE_TASK'")[1].split("NODE_TASK")[0]
+    assert "module load cuda" in node_task and "export SUBMITIT_EXECUTOR=pbs" in node_task  # setup reruns there
+    assert script.rstrip().endswith('exit "$status"')
+
+
+def test_a_node_task_reads_its_rank_and_the_jobs_hosts(monkeypatch):
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "pbs")
+    monkeypatch.setenv("PBS_JOBID", "1234.pbs1")
+    monkeypatch.setenv("RETMASK_NODE_RANK", "1")
+    monkeypatch.setenv("RETMASK_NODE_HOSTS", "hnode001,hnode002")
+    env = PBSJobEnvironment()
+    assert (env.global_rank, env.node, env.num_tasks, env.num_nodes) == (1, 1, 2, 2)
+    assert env.hostnames == ["hnode001", "hnode002"] and env.job_id == "1234"

@@ -1,38 +1,18 @@
 """The toy pipeline on a real SLURM: submit, status while running, a failed shard named with its
 error, resume, and pairs identical to those of an unfaulted local run."""
-import time
 
 from jobs import control
-from jobs.local import LocalPipeline
 from jobs.profiles import load_profile
 from jobs.runner import record_config
 from jobs.status import format_status, run_status
 from retmask.config import load_config
 from retmask.io import read_jsonl, write_json
 from tests.conftest import REPO
-
-
-def wait_until_idle(run, timeout=600):
-    seen = set()
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        stages, source = run_status(run)
-        states = {s.state for stage in stages for s in stage.states}
-        seen |= states
-        if not states & {"running", "pending"}:
-            time.sleep(3)  # sacct lags squeue by a few seconds
-            stages, source = run_status(run)
-            if not {s.state for stage in stages for s in stage.states} & {"running", "pending"}:
-                return stages, source, seen
-        time.sleep(1)
-    raise TimeoutError(format_status(*run_status(run)))
+from tests.helpers.cluster_runs import local_tiny_run, wait_until_idle
 
 
 def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_dir, tmp_path, capsys):
-    reference = load_config(REPO / "configs" / "tiny.yaml")
-    reference.run_dir = str(tmp_path / "local")
-    local_run = record_config(reference)
-    LocalPipeline(reference, local_run, log=lambda line: None, until="pairs").execute(max_parallel=2)
+    local_run = local_tiny_run(tmp_path / "local")
 
     cfg = load_config(REPO / "configs" / "tiny.yaml")
     cfg.run_dir = str(tmp_path / "slurm")
@@ -43,7 +23,7 @@ def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_
     detect_jobs = run.read_manifest()["stages"]["detect"]["job_ids"].values()
     assert len({job.split("_")[0] for job in detect_jobs}) == 2, "an array above MaxArraySize is split"
 
-    stages, source, seen = wait_until_idle(run)
+    stages, source, seen = wait_until_idle(run, settle_s=3)
     assert source == "sacct" and {"running", "pending"} & seen
     failed = [(stage.name, s) for stage in stages for s in stage.states if s.state == "failed"]
     assert [(name, s.shard) for name, s in failed] == [("synthesize_chosen", 1)]
@@ -53,7 +33,7 @@ def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_
     assert "fault injected" in control.failed_logs(run)
 
     control.resume(cfg, run, profile, log=lambda line: None)
-    stages, _, _ = wait_until_idle(run)
+    stages, _, _ = wait_until_idle(run, settle_s=3)
     assert all(s.state == "done" for stage in stages for s in stage.states), format_status(stages, "sacct")
     assert read_jsonl(run.stage_dir("pairs") / "pairs.jsonl") == read_jsonl(local_run.stage_dir("pairs") /
                                                                             "pairs.jsonl")
@@ -93,7 +73,7 @@ def test_detect_alone_on_slurm_gives_the_local_scores(local_slurm, toy_model_dir
     assert main(detect_arguments(toy_model_dir, local.root)) == 0
     assert main(detect_arguments(toy_model_dir, cluster.root) + ["--cluster", "local-slurm"]) == 0
     assert f"retmask status {cluster.root}" in capsys.readouterr().out
-    stages, _, _ = wait_until_idle(cluster)
+    stages, _, _ = wait_until_idle(cluster, settle_s=3)
     assert [stage.name for stage in stages] == ["detect", "merge_scores"]
     assert all(s.state == "done" for stage in stages for s in stage.states), format_status(stages, "sacct")
     scores = [read_json(run.stage_dir("merge_scores") / "retrieval_scores.json") for run in (local, cluster)]
@@ -147,6 +127,6 @@ def test_a_submission_cut_by_a_submit_limit_leaves_what_it_queued_recorded(local
 
     # Without the limit, resume submits the rest behind what is queued; the run completes.
     control.resume(cfg, run, load_profile("local-slurm"), log=lambda line: None)
-    stages, _, _ = wait_until_idle(run)
+    stages, _, _ = wait_until_idle(run, settle_s=3)
     assert all(s.state == "done" for stage in stages for s in stage.states), format_status(stages, "sacct")
     assert (run.stage_dir("merge_scores") / "retrieval_scores.json").is_file()
