@@ -30,7 +30,7 @@ def cmd_toy_model(args) -> int:
     if out.exists() and any(out.iterdir()):
         return _fail(f"{out} exists and is not empty; give a new directory (nothing is overwritten)")
     recipe = ToyModelConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-    summary = train_toy_model(recipe, out, on_progress=lambda text: print(text, flush=True))
+    summary = train_toy_model(recipe, out, on_progress=lambda progress: print(f"toy model {progress.line()}", flush=True))
     print(f"toy model saved to {out}: held-out exact copy {summary['held_out_exact_match']:.3f}, "
           f"{summary['train_seconds']} s")
     return 0
@@ -41,13 +41,16 @@ def cmd_run(args) -> int:
     if args.run_dir:
         cfg.run_dir = args.run_dir
     report = None if args.until else (lambda run: f"report: {run.report_dir / 'index.md'}")
-    return _run_locally(cfg, args.until, args.max_parallel, report)
+    return _run_locally(cfg, args.until, args.max_parallel, report, args.progress_every)
 
 
-def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
-    """Run the stages up to `until` in local processes; `report(run)` says where the results are."""
+def _run_locally(cfg, until: str | None, max_parallel: int, report=None, progress_every: float = 30.0) -> int:
+    """Run the stages up to `until` in local processes; `report(run)` says where the results are.
+    Progress: redrawn in place on a terminal, else a plain line per running stage every
+    `progress_every` seconds."""
     from jobs.local import LocalPipeline, PipelineFailed
     from jobs.profiles import load_profile
+    from jobs.progress_view import ProgressView
 
     profile = load_profile(cfg.execution.cluster)  # every check passes before anything is written
     _check_inputs(cfg)
@@ -56,7 +59,8 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
     started = time.perf_counter()
     print(f"run directory: {run.root}")
     try:
-        pipeline = LocalPipeline(cfg, run, timeout_min=profile.timeout_min, until=until)
+        view = ProgressView(every_s=progress_every, terminal=sys.stdout if sys.stdout.isatty() else None)
+        pipeline = LocalPipeline(cfg, run, timeout_min=profile.timeout_min, until=until, view=view)
         pipeline.execute(max_parallel or profile.max_parallel)
     except PipelineFailed as error:
         return _fail(str(error))
@@ -70,15 +74,18 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None) -> int:
     return 0
 
 
-def _check_inputs(cfg, out=sys.stdout) -> None:
+def _check_inputs(cfg, out=None) -> None:
     """What can be checked here, before any stage starts: detection's NIAH instances, the prompts."""
     from jobs.stages import detect, prompts
+
+    out = out or sys.stdout  # looked up now: a default bound at import would keep a replaced stream
 
     count = detect.check_inputs(cfg)
     if count is not None:
         print(f"{count} NIAH instances for detection", file=out)
-    if cfg.synthesis.prompts:
-        print(f"{prompts.check_inputs(cfg)} prompt rows for synthesis (before filters)", file=out)
+    rows = prompts.check_inputs(cfg)
+    if rows is not None:
+        print(f"{rows} prompt rows for synthesis (before filters)", file=out)
 
 
 def _cluster_profile(args):
@@ -132,10 +139,31 @@ def _run_of(path: str):
 
 
 def cmd_status(args) -> int:
-    from jobs.status import format_status, run_status
+    from jobs.status import format_status, run_status, watch
 
-    stages, source = run_status(_run_of(args.run), query_scheduler=not args.disk_only)
+    run = _run_of(args.run)
+    if args.watch:
+        if args.interval <= 0:
+            raise ConfigError(f"--interval: {args.interval} seconds; give a positive number")
+        try:
+            watch(run, args.interval, not args.disk_only, write=lambda text: print(text, flush=True),
+                  terminal=sys.stdout.isatty())
+        except KeyboardInterrupt:
+            pass
+        return 0
+    stages, source = run_status(run, query_scheduler=not args.disk_only)
     print(format_status(stages, source))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from jobs.plan import format_plan, plan
+    from retmask.rundir import RunDir
+
+    cfg = load_config(args.config, args.set or [])
+    profile = _cluster_profile(args)
+    jobs, notes = plan(cfg, profile, RunDir(args.pilot) if args.pilot else None)
+    print(format_plan(jobs, notes, profile, args.cluster))
     return 0
 
 
@@ -289,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", help="run directory (default: the config's run_dir, else runs/<name>)")
     run.add_argument("--max-parallel", type=int, default=0, help="processes at once (default: the profile's)")
     run.add_argument("--until", metavar="STAGE", help="run only this stage and the stages it depends on")
+    run.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                     help="when not on a terminal, print progress lines this often (default 30)")
     run.set_defaults(func=cmd_run)
 
     study = sub.add_parser("study", help="run a strategy x seed grid here, sharing what they have in common, and "
@@ -308,9 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--until", metavar="STAGE", help="submit only this stage and the stages it depends on")
     submit.set_defaults(func=cmd_submit)
 
+    plan = sub.add_parser("plan", help="work, tasks, GPUs and, from a pilot run's rates, GPU-hours and wall-clock "
+                          "per job, before anything is queued")
+    plan.add_argument("config")
+    plan.add_argument("--cluster", required=True, metavar="PROFILE", help="a profile name or YAML file")
+    plan.add_argument("--profile-set", action="append", metavar="KEY=VALUE", help="override a profile key")
+    plan.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
+    plan.add_argument("--pilot", metavar="RUN", help="a small run of this experiment on this cluster, whose shards' "
+                      "rates the plan scales up")
+    plan.set_defaults(func=cmd_plan)
+
     status = sub.add_parser("status", help="shards done/running/pending/failed per stage of a run")
     status.add_argument("run")
     status.add_argument("--disk-only", action="store_true", help="do not ask the scheduler")
+    status.add_argument("--watch", action="store_true",
+                        help="refresh until nothing runs, with rate and ETA per stage (one scheduler query each time)")
+    status.add_argument("--interval", type=float, default=30.0, metavar="SECONDS",
+                        help="seconds between refreshes with --watch (default 30)")
     status.set_defaults(func=cmd_status)
 
     resume = sub.add_parser("resume", help="resubmit only failed or missing shards and unfinished stages")

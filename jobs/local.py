@@ -7,6 +7,7 @@ done under the current fingerprint are skipped; outputs of another fingerprint a
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 import submitit
 
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
+from jobs.progress_view import ProgressView, stage_line
 from jobs.runner import run_shard
 from jobs.status import last_error_line
 from retmask.config import ConfigError, ExperimentConfig
@@ -85,17 +87,20 @@ class LocalPipeline:
     def __init__(self, cfg: ExperimentConfig, run: RunDir, timeout_min: int = 1440, log=print,
                  until: str | None = None, owners: dict[str, RunDir] | None = None,
                  owner_ended: Callable[[RunDir], bool] = lambda run: False, cores: int | None = None,
-                 slots: threading.Semaphore | None = None, stop: threading.Event | None = None):
+                 slots: threading.Semaphore | None = None, stop: threading.Event | None = None,
+                 view: ProgressView | None = None):
         """Pipelines of a study run side by side in threads; for them:
         `owners`: stage -> the run directory that computes it (the same fingerprint); this run waits
         for that stage there and takes its outputs instead of computing it. `owner_ended(run)`: that
         run has stopped (a stage it never finished then fails here). `cores`: the cores this
         pipeline's shards share (default: the machine's). `slots`: processes all pipelines may run
-        at once. `stop`: set to cancel this pipeline's shards and end it."""
+        at once. `stop`: set to cancel this pipeline's shards and end it. `view`: where progress is
+        shown (default: plain lines through `log`)."""
         self.cfg = cfg
         self.timeout_min = timeout_min
         self.run = run
-        self.log = log
+        self.view = view or ProgressView(write=log)
+        self.log = self.view.log
         self.cores = cores or os.cpu_count() or 1
         self.slots = slots
         self.stop = stop
@@ -105,7 +110,6 @@ class LocalPipeline:
         prints = stage_fingerprints(cfg, all_stages)
         self.stages = upstream_of(all_stages, until) if until else all_stages
         self.progress: dict[str, StageProgress] = {}
-        self._progress_shown: dict[tuple[str, int], str] = {}
         for stage in self.stages:
             on_disk = run.stage_fingerprint_on_disk(stage.name)
             if on_disk is not None and on_disk != prints[stage.name]:
@@ -144,6 +148,7 @@ class LocalPipeline:
     def _write_manifest(self) -> None:
         self.run.write_manifest({
             "executor": "local",
+            "driver": {"host": socket.gethostname(), "pid": os.getpid()},  # status: is this run alive?
             "order": [stage.name for stage in self.stages],
             "updated": time.time(),
             "stages": {name: p.record() for name, p in self.progress.items()},
@@ -161,7 +166,8 @@ class LocalPipeline:
         self._write_manifest()
         try:
             self._loop(queue, running, executors, attempt, max_parallel)
-        except BaseException:  # Ctrl-C or SIGTERM: stop the shards this run started, then re-raise
+        except BaseException:
+            self.view.close()  # Ctrl-C or SIGTERM: stop the shards this run started, then re-raise
             for stage, shard, job in running:
                 job.cancel(check=False)
                 self.progress[stage.name].failed[shard] = "cancelled"
@@ -169,6 +175,7 @@ class LocalPipeline:
                     self.slots.release()
             self._write_manifest()
             raise
+        self.view.close()
         failed = {name: p.failed for name, p in self.progress.items() if p.failed}
         if failed:
             lines = [f"  {name} shard {shard}: {error}" for name, errors in failed.items()
@@ -216,13 +223,16 @@ class LocalPipeline:
                 raise PipelineFailed("no runnable stage: the stage graph has a cycle or a missing dependency")
 
     def _show_progress(self, running) -> None:
-        """Print what running shards last reported of their progress, once per new report."""
-        for stage, shard, _ in running:
-            text = self.run.read_progress(stage.name, shard)
-            if text and self._progress_shown.get((stage.name, shard)) != text:
-                self._progress_shown[(stage.name, shard)] = text
-                where = f" shard {shard}" if self.progress[stage.name].shards > 1 else ""
-                self.log(f"[{stage.name}]{where} {text}")
+        """One line per stage with running shards, from the progress those shards report."""
+        def lines() -> list[str]:
+            shards: dict[str, set[int]] = {}
+            for stage, shard, _ in running:
+                shards.setdefault(stage.name, set()).add(shard)
+            return [stage_line(name, self.progress[name].shards, len(self.progress[name].done),
+                               self.run.stage_progress(name), running_shards)
+                    for name, running_shards in shards.items()]
+
+        self.view.update(lines)
 
     def _finish(self, stage: Stage, shard: int, job: submitit.Job) -> None:
         if self.slots is not None:

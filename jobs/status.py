@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.schedulers import scheduler_of_run
 from jobs.schedulers.base import ACTIVE, BLOCKED_REASON, FAILURE_CLASS
+from retmask.progress import StageRate, format_duration, format_rate, stage_rate
 from retmask.rundir import RunDir
 
 ROW_STAGES = ("detect", "synthesize_chosen", "synthesize_rejected")
+RECENT_S = 120  # a shard whose progress moved this recently counts as running (a local run has no scheduler)
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
@@ -31,6 +35,7 @@ class StageStatus:
     shards: int
     states: list[ShardState] = field(default_factory=list)
     rows: int | None = None
+    progress: StageRate | None = None  # work done of the total, and the pace of the running shards
 
     def count(self, state: str) -> int:
         return sum(s.state == state for s in self.states)
@@ -80,6 +85,9 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
     job_ids = [job for entry in stages.values() for job in entry.get("job_ids", {}).values()]
     scheduler = scheduler_of_run(manifest) if query_scheduler else None
     states, source = scheduler.states(job_ids) if scheduler and job_ids else ({}, "none")
+    local_alive = _local_driver_alive(manifest)
+    if local_alive:
+        source = "the local run's process"
     result = []
     for name in manifest.get("order", list(stages)):
         entry = stages.get(name, {})
@@ -109,16 +117,41 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
                     failure = f"exit code {exit_code.split(':')[0]}"
                 error = local_failures.get(str(shard)) or last_error_line(stderr_path(folder, job_id) or Path("/"))
                 status.states.append(ShardState(shard, "failed", job_id, failure, error))
+            elif local_alive:  # a local run still going: its started shards run, the others wait
+                status.states.append(ShardState(shard, "running" if job_id else "pending", job_id))
             else:
                 status.states.append(ShardState(shard, "missing", job_id))
         if name in ROW_STAGES:
             status.rows = _rows_written(run, name)
+        status.progress = _stage_progress(run, status)
         result.append(status)
     for status in result:
         for shard in status.states:
             if shard.state == "hosted":
                 shard.state = _hosted_state(result, stages[status.name]["runs_in"])
     return result, source
+
+
+def _local_driver_alive(manifest: dict) -> bool:
+    """Whether the process running a local run (recorded in its manifest) still runs, here."""
+    driver = manifest.get("driver") or {}
+    if manifest.get("executor") != "local" or driver.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(driver["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return False
+    return True
+
+
+def _stage_progress(run: RunDir, status: StageStatus) -> StageRate | None:
+    """From the shards' own progress files: running shards are those the scheduler says run, or,
+    without one (a local run watched from another terminal), those that reported recently."""
+    progresses = run.stage_progress(status.name)
+    running = {s.shard for s in status.states if s.state == "running"}
+    recent = time.time() - RECENT_S
+    return stage_rate(progresses.values(), [p for shard, p in progresses.items()
+                                            if shard in running or (not p.finished and p.updated > recent)])
 
 
 def _hosted_state(stages: list[StageStatus], hosts: list[str]) -> str:
@@ -132,12 +165,14 @@ def _hosted_state(stages: list[StageStatus], hosts: list[str]) -> str:
 
 def format_status(stages: list[StageStatus], source: str) -> str:
     header = (f"{'stage':<22}{'shards':>7}{'done':>7}{'running':>9}{'pending':>9}{'blocked':>9}{'failed':>8}"
-              f"{'missing':>9}{'rows':>9}")
+              f"{'missing':>9}{'rows':>9}{'rate':>18}{'ETA':>8}")
     lines = [header, "-" * len(header)]
     for s in stages:
         rows = "" if s.rows is None else str(s.rows)
+        rate = f"{format_rate(s.progress.rate)} {s.progress.unit}/s" if s.progress and s.progress.rate else ""
+        eta = format_duration(s.progress.eta_s) if s.progress and s.progress.eta_s is not None else ""
         lines.append(f"{s.name:<22}{s.shards:>7}{s.count('done'):>7}{s.count('running'):>9}{s.count('pending'):>9}"
-                     f"{s.count('blocked'):>9}{s.count('failed'):>8}{s.count('missing'):>9}{rows:>9}")
+                     f"{s.count('blocked'):>9}{s.count('failed'):>8}{s.count('missing'):>9}{rows:>9}{rate:>18}{eta:>8}")
     failures = [(s.name, f) for s in stages for f in s.states if f.state == "failed"]
     if failures:
         lines += ["", "failed shards:"]
@@ -151,3 +186,22 @@ def format_status(stages: list[StageStatus], source: str) -> str:
 
 def failure_groups(stages: list[StageStatus]) -> Counter:
     return Counter(f.error or "no log line" for s in stages for f in s.states if f.state == "failed")
+
+
+def watch(run: RunDir, interval_s: float, query_scheduler: bool = True, write=print, terminal: bool = False,
+          sleep=time.sleep) -> list[StageStatus]:
+    """The status table every `interval_s` seconds (one scheduler query each), until no shard is
+    running or pending and none has moved lately; on a terminal each table replaces the last.
+    Returns the last statuses."""
+    while True:
+        stages, source = run_status(run, query_scheduler)
+        text = f"{time.strftime('%H:%M:%S')}  {run.root}\n" + format_status(stages, source)
+        write(("\x1b[H\x1b[J" if terminal else "") + text + ("" if terminal else "\n"))
+        if not _moving(stages):
+            return stages
+        sleep(interval_s)
+
+
+def _moving(stages: list[StageStatus]) -> bool:
+    return any(shard.state in ("running", "pending") for stage in stages for shard in stage.states) or \
+        any(stage.progress is not None and stage.progress.rate for stage in stages)

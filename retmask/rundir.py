@@ -4,7 +4,7 @@
     <run>/manifest.json                   per stage: fingerprint, shards, states, job ids, times
     <run>/stages/<stage>/...              the stage's outputs
     <run>/stages/<stage>/done/<k>.json    marker of finished shard k, with the stage fingerprint
-    <run>/stages/<stage>/progress/<k>.txt what a running shard k last said of its progress
+    <run>/stages/<stage>/progress/<k>.json how far shard k is (retmask/progress.py), kept when done
     <run>/logs/<stage>/                   job logs
     <run>/superseded/<stage>-<fp>/        outputs of an earlier fingerprint, kept, never deleted
 
@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from retmask.errors import UserError
-from retmask.io import read_json, write_json, write_text
+from retmask.io import read_json, write_json
+from retmask.progress import ProgressReporter, ShardProgress
 
 
 def shard_slice(total: int, shards: int, shard: int) -> range:
@@ -58,15 +59,36 @@ class RunDir:
         return sorted((self.stage_dir(stage) / "shards").glob("*.jsonl"))
 
     def progress_file(self, stage: str, shard: int) -> Path:
-        return self.stage_dir(stage) / "progress" / f"{shard:05d}.txt"
+        return self.stage_dir(stage) / "progress" / f"{shard:05d}.json"
 
-    def report_progress(self, stage: str, shard: int, text: str) -> None:
-        """A running shard's latest word on how far it is (shown by whoever watches the run)."""
-        write_text(self.progress_file(stage, shard), text)
+    def report_progress(self, stage: str, shard: int, progress: ShardProgress) -> None:
+        """A running shard's latest count (shown by whoever watches the run; a pilot's rates)."""
+        write_json(self.progress_file(stage, shard), progress.to_dict())
 
-    def read_progress(self, stage: str, shard: int) -> str | None:
-        path = self.progress_file(stage, shard)
-        return path.read_text() if path.is_file() else None
+    def progress_reporter(self, stage: str, shard: int, unit: str, total: int | None, done: int = 0,
+                          every_s: float = 1.0) -> ProgressReporter:
+        """What a shard counts its work with; `done`: what it finds already written."""
+        return ProgressReporter(lambda progress: self.report_progress(stage, shard, progress), unit, total, done,
+                                every_s)
+
+    def read_progress(self, stage: str, shard: int) -> ShardProgress | None:
+        try:
+            return ShardProgress.from_dict(read_json(self.progress_file(stage, shard)))
+        except (OSError, ValueError):  # not written yet
+            return None
+
+    def stage_progress(self, stage: str) -> dict[int, ShardProgress]:
+        """shard -> its progress, for the shards of `stage` that reported any (one listing)."""
+        folder = self.stage_dir(stage) / "progress"
+        if not folder.is_dir():
+            return {}
+        found = {}
+        for entry in os.scandir(folder):
+            if entry.name.endswith(".json") and entry.name[:-5].isdigit():
+                progress = self.read_progress(stage, int(entry.name[:-5]))
+                if progress is not None:
+                    found[int(entry.name[:-5])] = progress
+        return found
 
     def mark_done(self, stage: str, shard: int, stage_fingerprint: str, seconds: float, **extra) -> None:
         write_json(self.marker(stage, shard), {"fingerprint": stage_fingerprint, "seconds": round(seconds, 3),

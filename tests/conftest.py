@@ -26,5 +26,29 @@ def toy_tokenizer():
     return build_tokenizer()
 
 
+# configs/tiny.yaml made small: 32 prompts (still dropping rows at both filters: prompts over 56
+# tokens before synthesis, chosen responses cut off at 8 new tokens when pairing), 4 DPO steps,
+# a smaller NIAH evaluation, TensorBoard tracking.
+SMALL_RUN = ["synthesis.max_prompts=32", "synthesis.max_prompt_tokens=56", "synthesis.sampling.max_new_tokens=8",
+             "train.max_steps=4", "train.per_device_batch_size=8", "train.global_batch_size=8",
+             "evaluation.random_control_draws=1", "evaluation.niah_lengths=[32,64,2]", "evaluation.niah_depths=3",
+             "train.report_to=[tensorboard]"]
+
+
+@pytest.fixture(scope="session")
+def small_toy_run(tmp_path_factory, toy_model_dir):
+    """SMALL_RUN run locally through the report: the run the plan (as a pilot), card and tracking
+    tests read."""
+    from jobs.local import LocalPipeline
+    from jobs.runner import record_config
+    from retmask.config import load_config
+
+    cfg = load_config(REPO / "configs" / "tiny.yaml", SMALL_RUN)
+    cfg.run_dir = str(tmp_path_factory.mktemp("small") / "run")
+    run = record_config(cfg)
+    LocalPipeline(cfg, run, log=lambda line: None).execute(max_parallel=2)
+    return run
+
+
 from tests.gridengine_cluster import local_gridengine  # noqa: F401  (session fixture: a real single-host Grid Engine)
 from tests.slurm_cluster import local_slurm  # noqa: F401  (session fixture: a real single-node SLURM)

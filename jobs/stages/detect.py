@@ -53,7 +53,10 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     mine = [instances[i] for i in shard_slice(len(instances), cfg.detection.shards, shard)]
     rows = RowFile(run.shard_file("detect", shard))
     finished = {row["instance_id"] for row in rows.existing()}
+    progress = run.progress_reporter("detect", shard, "instances", len(mine),
+                                     done=sum(instance.instance_id in finished for instance in mine))
     for instance in mine:
         if instance.instance_id not in finished:
             rows.append([detect_instance(model, tokenizer, instance, cfg.detection.max_new_tokens,
                                          cfg.detection.rouge_threshold)])
+            progress.advance()

@@ -66,7 +66,7 @@ def source_rows(path: Path) -> int:
 def check_inputs(cfg: ExperimentConfig) -> int | None:
     """Before any job starts: an empty prompt source, or more synthesis shards than there can be
     prompts, is one error now rather than failed or idle tasks later. Returns the source's rows
-    (None when the run synthesizes nothing)."""
+    (None when the run synthesizes nothing, or when a toy model not trained yet will write them)."""
     from pathlib import Path
 
     from retmask.config import ConfigError
@@ -74,7 +74,9 @@ def check_inputs(cfg: ExperimentConfig) -> int | None:
     s = cfg.synthesis
     if not s.prompts:
         return None
-    path = Path(s.prompts)
+    path, model_dir = Path(s.prompts), Path(cfg.model.path)
+    if not path.exists() and path.is_relative_to(model_dir) and not (model_dir / "config.json").is_file():
+        return None  # a toy model's own prompts: its stage writes them with the model it trains
     if not path.exists():
         raise ConfigError(f"synthesis.prompts: {path} does not exist")
     rows = source_rows(path)

@@ -69,6 +69,7 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
     # Rows carry what made them: a restarted shard continues only rows of its own model and sampling.
     row_print = fingerprint({"model": model_path, "sampling": dataclasses.asdict(s.sampling)})
     check_row_fingerprints(rows, row_print, rows_file.path)
+    progress = run.progress_reporter(stage, shard, "rows", len(mine), done=len(rows))
     if done == len(batches):
         return
     backend = make_backend(s.backend, model_path, cfg.model.dtype, s.batch_size, s.tensor_parallel_size,
@@ -91,6 +92,7 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
                 "fingerprint": row_print,
             })
         rows_file.append(new_rows)
+        progress.advance(len(new_rows), tokens=sum(out.completion_tokens for out in outputs))
 
 
 def run_chosen(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:

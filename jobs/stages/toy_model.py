@@ -10,5 +10,6 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.toy.cache import ensure_toy_model
     from retmask.toy.train import read_summary
 
-    path = ensure_toy_model(cfg.toy_model, lambda text: run.report_progress("toy_model", shard, text))
+    path = ensure_toy_model(cfg.toy_model, lambda progress: run.report_progress("toy_model", shard, progress),
+                            every_s=1.0)
     write_json(run.stage_dir("toy_model") / "toy_model.json", {"path": str(path), "summary": read_summary(path)})

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from retmask.config import ToyModelConfig, toy_model_dir
-from retmask.toy.train import ASSETS_DIR, train_toy_model
+from retmask.progress import ShardProgress
+from retmask.toy.train import ASSETS_DIR, log_progress, train_toy_model
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,8 @@ def is_built(path: Path) -> bool:
     return (path / ASSETS_DIR / "summary.json").is_file() and (path / "config.json").is_file()
 
 
-def ensure_toy_model(recipe: ToyModelConfig, on_progress: Callable[[str], None] = log.info) -> Path:
+def ensure_toy_model(recipe: ToyModelConfig, on_progress: Callable[[ShardProgress], None] = log_progress,
+                     every_s: float = 15.0) -> Path:
     """The checkpoint for `recipe`: the shipped one, else the cached one, trained first if absent.
     Concurrent callers wait on a lock rather than train twice."""
     path = toy_model_dir(recipe)
@@ -27,5 +29,5 @@ def ensure_toy_model(recipe: ToyModelConfig, on_progress: Callable[[str], None] 
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not is_built(path):
             log.info("training the toy model into %s", path)
-            train_toy_model(recipe, path, on_progress)
+            train_toy_model(recipe, path, on_progress, every_s)
     return path

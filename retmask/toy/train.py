@@ -19,6 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from retmask.config import ToyModelConfig
 from retmask.io import atomic_directory, write_json, write_jsonl
+from retmask.progress import ProgressReporter, ShardProgress
 from retmask.toy.task import CopyExample, haystack_text, make_example, niah_needles
 from retmask.toy.vocab import build_tokenizer
 
@@ -113,12 +114,14 @@ def add_head_dropout(model: LlamaForCausalLM, rate: float, head_dim: int) -> lis
     return [layer.self_attn.o_proj.register_forward_pre_hook(hook) for layer in model.model.layers]
 
 
-PROGRESS_EVERY = 50  # steps between progress reports (about 15 s on 2 cores)
+def log_progress(progress: ShardProgress) -> None:
+    log.info("toy model %s", progress.line())
 
 
-def train_toy_model(recipe: ToyModelConfig, out_dir: Path, on_progress: Callable[[str], None] = log.info) -> dict:
+def train_toy_model(recipe: ToyModelConfig, out_dir: Path, on_progress: Callable[[ShardProgress], None] = log_progress,
+                    every_s: float = 15.0) -> dict:
     """Train per `recipe` and save the checkpoint and its assets into `out_dir` atomically;
-    `on_progress` hears how far training is every few seconds."""
+    `on_progress` hears how far training is (steps, rate, ETA, loss) every `every_s` seconds."""
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
     tokenizer = build_tokenizer()
@@ -132,6 +135,7 @@ def train_toy_model(recipe: ToyModelConfig, out_dir: Path, on_progress: Callable
     held_out = [_example(held_out_rng, recipe) for _ in range(recipe.eval_examples)]
     history = []
     started = time.perf_counter()
+    reporter = ProgressReporter(on_progress, "steps", recipe.steps, every_s=every_s)
     for step in range(recipe.steps):
         ids, mask, labels = _encode_batch(tokenizer, _training_batch(rng, recipe))
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -142,11 +146,7 @@ def train_toy_model(recipe: ToyModelConfig, out_dir: Path, on_progress: Callable
         optimizer.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == recipe.steps - 1:
             history.append({"step": step, "loss": loss.item(), "seconds": time.perf_counter() - started})
-        if (step + 1) % PROGRESS_EVERY == 0 or step + 1 == recipe.steps:
-            elapsed = time.perf_counter() - started
-            left = elapsed / (step + 1) * (recipe.steps - step - 1)
-            on_progress(f"toy model step {step + 1}/{recipe.steps}, loss {loss.item():.3f}, "
-                        f"{elapsed:.0f} s elapsed, ~{left:.0f} s left")
+        reporter.set(step + 1, note=f"loss {loss.item():.3f}")
         if not math.isfinite(loss.item()):
             raise RuntimeError(f"toy model training diverged at step {step} (loss {loss.item()})")
 

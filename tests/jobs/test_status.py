@@ -30,3 +30,30 @@ def test_sacct_array_ranges_and_empty_reasons_are_read():
     states = parse_sacct("7_[2-3%2]|PENDING||None\n8|RUNNING|0:0|None\n")
     assert states == {"7_2": {"state": "PENDING", "exit_code": ""}, "7_3": {"state": "PENDING", "exit_code": ""},
                       "8": {"state": "RUNNING", "exit_code": "0:0"}}
+
+
+def test_watch_refreshes_with_rate_and_eta_until_the_run_is_done(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from jobs.status import watch
+    from tests.conftest import REPO
+
+    run = RunDir(tmp_path / "run")
+    process = subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", str(REPO / "configs" / "tiny.yaml"),
+                                "--run-dir", str(run.root), "--until", "detect", "--max-parallel", "1"],
+                               cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        while not run.manifest_path.is_file():
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.2)
+        tables = []
+        stages = watch(run, 1.0, write=tables.append)  # a local run: its shards' progress says they run
+    finally:
+        assert process.wait(600) == 0, process.stderr.read()
+    detect = [line for table in tables for line in table.splitlines() if line.startswith("detect ")]
+    assert any("instances/s" in line for line in detect), "\n".join(tables)  # rate and ETA while it ran
+    assert len(tables) >= 3 and all(s.state == "done" for s in next(s for s in stages if s.name == "detect").states)
