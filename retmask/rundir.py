@@ -88,7 +88,7 @@ class RunDir:
                 progress = self.read_progress(stage, int(entry.name[:-5]))
                 if progress is not None:
                     found[int(entry.name[:-5])] = progress
-        return found
+        return dict(sorted(found.items()))
 
     def mark_done(self, stage: str, shard: int, stage_fingerprint: str, seconds: float, **extra) -> None:
         write_json(self.marker(stage, shard), {"fingerprint": stage_fingerprint, "seconds": round(seconds, 3),

@@ -3,6 +3,7 @@ file), run from the user's HELMET checkout; then its scores parsed and averaged 
 length, where a missing or failed result makes the average "incomplete", never silently smaller."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,27 @@ def eval_command(cfg: ExperimentConfig, model_path: str, config_file: str, out: 
     return command + (["--use_vllm"] if h.use_vllm else []) + list(h.extra_args)
 
 
+# eval.py logs one of these per dataset of its config when it is through with it
+DATASET_ENDED = re.compile(r"results are written to|already exists, skipping|Error in \S+, continuing")
+POLL_S = 5
+
+
+def config_datasets(cfg: ExperimentConfig, config_file: str) -> int | None:
+    """How many datasets a HELMET config runs (its comma-separated `datasets`), if it says."""
+    import yaml
+
+    path = Path(cfg.helmet.path) / "configs" / config_file
+    spec = yaml.safe_load(path.read_text()) if path.is_file() else None  # eval.py names a missing one
+    return len(str(spec["datasets"]).split(",")) if isinstance(spec, dict) and spec.get("datasets") else None
+
+
+def _wait(process: subprocess.Popen, seconds: float) -> int | None:
+    try:
+        return process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     model, config_file = shard_task(cfg, shard)
     model_path = cfg.model.path if model == "base" else str(trained_model_dir(run))
@@ -36,13 +58,17 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = run.stage_dir("helmet") / "logs" / f"{model}-{Path(config_file).stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    progress = run.progress_reporter("helmet", shard, "datasets", config_datasets(cfg, config_file))
     with open(log, "w") as handle:  # HELMET reads configs/ and data/ relative to its checkout
-        result = subprocess.run(eval_command(cfg, model_path, config_file, out), cwd=cfg.helmet.path,
-                                stdout=handle, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
+        process = subprocess.Popen(eval_command(cfg, model_path, config_file, out), cwd=cfg.helmet.path,
+                                   stdout=handle, stderr=subprocess.STDOUT)
+        while (returncode := _wait(process, POLL_S)) is None:  # progress: datasets its log says are through
+            progress.set(len(DATASET_ENDED.findall(log.read_text(errors="replace"))))
+        progress.set(len(DATASET_ENDED.findall(log.read_text(errors="replace"))))
+    if returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-5:]
         raise RuntimeError(f"HELMET eval.py failed on {config_file} for the {model} model (exit "
-                           f"{result.returncode}); log {log}: " + " | ".join(tail))
+                           f"{returncode}); log {log}: " + " | ".join(tail))
 
 
 def merge(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:

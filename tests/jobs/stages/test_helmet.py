@@ -26,6 +26,7 @@ FAKE_EVAL = textwrap.dedent('''
                     f"_chatFalse_42.json.score")
             bonus = 10 if "/train/" in args.model_name_or_path else 0  # the trained model scores higher
             json.dump({metric: value + bonus}, open(os.path.join(args.output_dir, name), "w"))
+        print(f"INFO - __main__ - done, results are written to {args.output_dir}/{dataset}.json", flush=True)
 ''')
 
 
@@ -35,11 +36,11 @@ def fake_helmet(tmp_path):
     (root / "configs").mkdir(parents=True)
     (root / "eval.py").write_text(FAKE_EVAL)
     (root / "configs" / "recall_short.yaml").write_text(
-        "input_max_length: 8192,16384\nscores:\n"
+        "datasets: json_kv,ruler_niah_mk_2,ruler_niah_mk_3,ruler_niah_mv\ninput_max_length: 8192,16384\nscores:\n"
         "  - [json_kv, substring_exact_match, 90.0]\n  - [ruler_niah_mk_2, ruler_recall, 80.0]\n"
         "  - [ruler_niah_mk_3, ruler_recall, 70.0]\n  - [ruler_niah_mv, ruler_recall, 60.0]\n")
     (root / "configs" / "rerank_short.yaml").write_text(
-        "input_max_length: 8192\nscores:\n  - [msmarco_rerank_psg, NDCG@10, 40.0]\n")
+        "datasets: msmarco_rerank_psg\ninput_max_length: 8192\nscores:\n  - [msmarco_rerank_psg, NDCG@10, 40.0]\n")
     return root
 
 
@@ -53,6 +54,9 @@ def test_helmet_array_then_averages_with_missing_results_named(fake_helmet, tmp_
     for shard in range(4):
         helmet.run(cfg, run, shard)
     helmet.merge(cfg, run, 0)
+    # each task reported the datasets of its config it got through, as eval.py's log said
+    assert [(p.done, p.total, p.unit) for _, p in sorted(run.stage_progress("helmet").items())] == \
+        [(4, 4, "datasets"), (1, 1, "datasets")] * 2
     averages = read_json(run.stage_dir("helmet_scores") / "averages.json")
     base, trained = averages["base"], averages["trained"]
     assert base["8192"]["categories"]["Recall"] == {"value": 75.0, "incomplete": False, "missing": []}
