@@ -20,9 +20,10 @@ from jobs.pipeline import build_stages, stage_fingerprints
 from jobs.runner import record_config
 from retmask.config import ExperimentConfig
 from retmask.errors import UserError
-from retmask.io import write_json
+from retmask.io import read_json, write_json
 from retmask.rundir import RunDir
 from retmask.study_config import StudyConfig, study_run_config
+from retmask.tracking import log_results, study_destination
 
 POLL_SECONDS = 0.5
 
@@ -54,13 +55,18 @@ def smaller_model_path(study: StudyConfig, log=print) -> str:
         return ""
     from retmask.toy.cache import ensure_toy_model
 
-    return str(ensure_toy_model(study.smaller_toy_model, on_progress=lambda text: log(f"[smaller toy] {text}")))
+    path = ensure_toy_model(study.smaller_toy_model, on_progress=lambda progress: log(f"[smaller toy] {progress.line()}"))
+    return str(path)
+
+
+def study_name(experiment: dict) -> str:
+    return experiment.get("name") or "study"
 
 
 def plan_runs(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, seeds: list[int],
               rejected_model: str = "") -> list[StudyRun]:
     """One run per (seed, strategy), seeds outermost: the first run of each seed owns its chosen samples."""
-    name = experiment.get("name") or "study"
+    name = study_name(experiment)
     runs = []
     for seed in seeds:
         for strategy in study.strategies:
@@ -136,6 +142,8 @@ def run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path,
     if not seeds:
         raise UserError("study.development_seeds is empty; name the seeds hyper-parameters are chosen on")
     runs = plan_runs(study, experiment, base, study_dir, seeds, smaller_model_path(study, log))
+    # the study's own tracker run, beside those of its runs; its trackers are checked before any run starts
+    tracking = study_destination(runs[0].cfg, study_dir, study_name(experiment))
     for run in runs:
         record_config(run.cfg)
     write_json(plan_file(study_dir), {
@@ -146,5 +154,15 @@ def run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path,
     total = sum(len(r.prints) for r in runs)
     log(f"{len(runs)} runs ({len(study.strategies)} strategies x seeds {seeds}): {total} stages, {shared} to compute")
     failed = execute(runs, study.processes or os.cpu_count() or 1, log)
-    return write_study_report(study_dir), failed
+    report = write_study_report(study_dir)
+    log_results(tracking, "study", study_figures(study_dir))
+    return report, failed
+
+
+def study_figures(study_dir: Path) -> dict:
+    """What the study sends to its trackers: Table 1's numbers, concentration, each run's health,
+    and each claim's verdict."""
+    results = read_json(study_dir / "report" / "study_results.json")
+    return {"tables": results["tables"], "concentration": results["concentration"], "health": results["health"],
+            "claims": {claim["key"]: f"{claim['verdict']}: {claim['statement']}" for claim in results["claims"]}}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from retmask.config import TrainConfig
-from retmask.training import JsonlLogCallback, common_arguments
+from retmask.training import build_trainer, common_arguments
 
 
 def pair_lengths(dataset, tokenizer) -> list[tuple[int, int]]:
@@ -26,5 +26,5 @@ def build_dpo_trainer(model, tokenizer, train_dataset, train: TrainConfig, outpu
 
     args = DPOConfig(beta=train.beta, precompute_ref_log_probs=train.precompute_ref_log_probs,
                      **common_arguments(train, output_dir, world_size, use_cpu=not torch.cuda.is_available()))
-    return DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_dataset,
-                      processing_class=tokenizer, callbacks=[JsonlLogCallback(log_path)])
+    return build_trainer(DPOTrainer, args, log_path, model=model, ref_model=None, train_dataset=train_dataset,
+                         processing_class=tokenizer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from retmask.config import TrainConfig
-from retmask.training import JsonlLogCallback, common_arguments
+from retmask.training import build_trainer, common_arguments
 
 
 def conversation_lengths(dataset, tokenizer) -> list[tuple[int, int]]:
@@ -25,5 +25,5 @@ def build_sft_trainer(model, tokenizer, train_dataset, train: TrainConfig, outpu
     # prompt/completion rows: the loss covers the completion only (the chosen response)
     args = SFTConfig(completion_only_loss=True,
                      **common_arguments(train, output_dir, world_size, use_cpu=not torch.cuda.is_available()))
-    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                      callbacks=[JsonlLogCallback(log_path)])
+    return build_trainer(SFTTrainer, args, log_path, model=model, train_dataset=train_dataset,
+                         processing_class=tokenizer)

@@ -1,5 +1,5 @@
-"""What DPO and SFT training share: batch arithmetic, the truncation check, the jsonl log and
-checkpoint discovery."""
+"""What DPO and SFT training share: batch arithmetic, the truncation check, the jsonl log, the
+trackers and checkpoint discovery."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from retmask.errors import UserError
+from retmask.tracking import attach_run_config, tensorboard_folder, training_arguments
 
 LOGGED_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
                "learning_rate", "epoch", "grad_norm")
@@ -89,10 +90,19 @@ def common_arguments(train, output_dir: Path, world_size: int, use_cpu: bool) ->
         logging_steps=train.logging_steps,
         save_strategy="steps",
         save_steps=train.save_steps,
-        report_to="none",
+        **training_arguments(train.report_to, output_dir),  # report_to and run_name
         seed=train.seed,
         data_seed=train.seed,
         use_cpu=use_cpu,
         disable_tqdm=True,
         deepspeed=train.deepspeed or None,
     )
+
+
+def build_trainer(trainer_class, args, log_path: Path, **trainer_arguments):
+    """A TRL trainer with the jsonl log; on a tracked run its trackers get the run's config, and
+    TensorBoard writes into the run's tracking folder."""
+    with tensorboard_folder(args):
+        trainer = trainer_class(args=args, callbacks=[JsonlLogCallback(log_path)], **trainer_arguments)
+    attach_run_config(trainer)
+    return trainer

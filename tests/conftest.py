@@ -1,4 +1,5 @@
 import os
+from dataclasses import dataclass
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -35,19 +36,30 @@ SMALL_RUN = ["synthesis.max_prompts=32", "synthesis.max_prompt_tokens=56", "synt
              "train.report_to=[tensorboard]"]
 
 
+@dataclass
+class SmallRun:
+    run: object  # RunDir
+    cfg: object  # ExperimentConfig, as the run recorded it
+    model_card_after_training: str  # before the report stage adds the evaluation to it
+
+
 @pytest.fixture(scope="session")
-def small_toy_run(tmp_path_factory, toy_model_dir):
-    """SMALL_RUN run locally through the report: the run the plan (as a pilot), card and tracking
-    tests read."""
+def small_toy_run(tmp_path_factory, toy_model_dir) -> SmallRun:
+    """SMALL_RUN run locally through the report, in two steps so that the model card training
+    wrote can be read before the report rewrites it: the run the plan (as a pilot), card and
+    tracking tests read."""
     from jobs.local import LocalPipeline
-    from jobs.runner import record_config
+    from jobs.runner import load_run_config, record_config
+    from jobs.stages.train import trained_model_dir
     from retmask.config import load_config
 
     cfg = load_config(REPO / "configs" / "tiny.yaml", SMALL_RUN)
     cfg.run_dir = str(tmp_path_factory.mktemp("small") / "run")
     run = record_config(cfg)
+    LocalPipeline(cfg, run, log=lambda line: None, until="train").execute(max_parallel=2)
+    card = (trained_model_dir(run) / "README.md").read_text()
     LocalPipeline(cfg, run, log=lambda line: None).execute(max_parallel=2)
-    return run
+    return SmallRun(run, load_run_config(run), card)
 
 
 from tests.gridengine_cluster import local_gridengine  # noqa: F401  (session fixture: a real single-host Grid Engine)

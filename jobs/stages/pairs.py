@@ -1,9 +1,9 @@
 """Stage: join chosen and rejected rows into DPO pairs (or, for SFT, the chosen conversations),
-with drop counts and Table-11 statistics."""
+with drop counts and Table-11 statistics; the saved dataset carries its card."""
 from __future__ import annotations
 
 from retmask.config import ExperimentConfig
-from retmask.io import atomic_directory, write_json, write_jsonl
+from retmask.io import atomic_directory, read_json, write_json, write_jsonl
 from retmask.rows import read_shards
 from retmask.rundir import RunDir
 
@@ -21,10 +21,22 @@ def sample_rows(run: RunDir, stage: str) -> list[dict]:
     return rows
 
 
+def masked_heads(cfg: ExperimentConfig, run: RunDir) -> dict | None:
+    """select_heads' record of the heads the strategy masks; None for a strategy without a mask,
+    whose pairs and training do not wait for head selection."""
+    from retmask.strategies import get_strategy
+
+    if get_strategy(cfg.strategy).mask_rule is None:
+        return None
+    return read_json(run.stage_dir("select_heads") / "heads.json")
+
+
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     import datasets
     from transformers import AutoTokenizer
 
+    from jobs.stages.prompts import prompt_statistics
+    from retmask.cards import dataset_card, write_card
     from retmask.pairs import build_pairs, build_sft, order_by_verdicts
     from retmask.strategies import get_strategy
 
@@ -52,6 +64,9 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     out = pairs_dir(run)
     write_jsonl(out / "pairs.jsonl", build.pairs)
     dataset = datasets.Dataset.from_list([{k: p[k] for k in columns} for p in build.pairs])
-    with atomic_directory(out / "dataset") as tmp:
+    statistics = build.statistics()
+    card = dataset_card(cfg, statistics, prompt_statistics(run), masked_heads(cfg, run), columns)
+    with atomic_directory(out / "dataset") as tmp:  # the dataset and its card appear together
         dataset.save_to_disk(str(tmp))
-    write_json(out / "statistics.json", build.statistics())
+        write_card(tmp, card)
+    write_json(out / "statistics.json", statistics)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 from jobs.stages.pairs import pairs_dir
 from retmask.config import ExperimentConfig
-from retmask.io import atomic_directory, read_jsonl, write_json, write_jsonl
+from retmask.io import atomic_directory, read_json, read_jsonl, write_json, write_jsonl
 from retmask.rundir import RunDir
+
+if TYPE_CHECKING:
+    from retmask.cards import Evaluation
 
 
 def trained_model_dir(run: RunDir):
@@ -22,6 +26,17 @@ def train_log_path(run: RunDir):
 
 def trainer_dir(run: RunDir):
     return run.stage_dir("train") / "trainer"
+
+
+def write_model_card(cfg: ExperimentConfig, run: RunDir, evaluation: Evaluation | None = None) -> None:
+    """The trained model's card, from the run's records; `evaluation` is None here and filled in
+    when the report stage rewrites the card."""
+    from jobs.stages.pairs import masked_heads
+    from retmask.cards import model_card, write_card
+
+    card = model_card(cfg, masked_heads(cfg, run), read_json(pairs_dir(run) / "statistics.json"),
+                      read_json(run.stage_dir("train") / "summary.json"), evaluation)
+    write_card(trained_model_dir(run), card)
 
 
 def _log_up_to(path, step: int | None) -> None:
@@ -37,6 +52,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     from retmask.generation import load_model
     from retmask.strategies import get_strategy
+    from retmask.train_progress import RunProgressCallback
     from retmask.training import check_truncation, latest_checkpoint, truncation_report
 
     sft = get_strategy(cfg.strategy).trainer == "sft"
@@ -60,6 +76,8 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     resumed_at = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else None
     _log_up_to(train_log_path(run), resumed_at)
     trainer = build(model, tokenizer, dataset, cfg.train, trainer_dir(run), train_log_path(run), world_size)
+    trainer.add_callback(RunProgressCallback(lambda total, done: run.progress_reporter("train", shard, "steps",
+                                                                                       total, done)))
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     # Every rank takes part in saving (ZeRO-3 gathers the weights); the main one writes the files.
     staging = run.stage_dir("train") / ".model.saving"
@@ -73,3 +91,4 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
             "trainer": "sft" if sft else "dpo", "global_step": trainer.state.global_step,
             "train_loss": result.training_loss, "examples": len(dataset), "resumed_from_step": resumed_at,
             "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps, "world_size": world_size})
+        write_model_card(cfg, run)

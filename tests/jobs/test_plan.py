@@ -38,7 +38,7 @@ def test_without_a_pilot_the_plan_gives_the_work_and_names_the_missing_rates(toy
 
 
 def test_a_pilot_gives_each_job_its_time_and_gpu_hours_from_its_own_rates(small_toy_run, toy_model_dir, capsys):
-    assert main(["plan", *llama_arguments(toy_model_dir), "--pilot", str(small_toy_run.root)]) == 0
+    assert main(["plan", *llama_arguments(toy_model_dir), "--pilot", str(small_toy_run.run.root)]) == 0
     printed = capsys.readouterr().out
     table = rows(printed)
     assert all(row[-5] != "?" and row[-2] != "?" for row in table.values()), printed  # every rate measured
@@ -47,18 +47,19 @@ def test_a_pilot_gives_each_job_its_time_and_gpu_hours_from_its_own_rates(small_
 
     cfg = load_config(REPO / "configs" / "llama-3.1-8b-instruct.yaml",
                       [f"model.path={toy_model_dir}", f"synthesis.prompts={toy_model_dir}/retmask_toy/prompts.jsonl"])
-    jobs, _ = plan(cfg, load_profile("slurm-4xh100", ["partition=gpu"]), small_toy_run)
+    jobs, _ = plan(cfg, load_profile("slurm-4xh100", ["partition=gpu"]), small_toy_run.run)
     by_stage = {job.stage: job for job in jobs}
     detect = by_stage["detect"]
     # time per task = its share of the work over the pilot's median rate per task
-    assert detect.task_s == 320 / 16 / statistics.median(p.rate for p in small_toy_run.stage_progress("detect").values())
+    pilot_rates = [p.rate for p in small_toy_run.run.stage_progress("detect").values()]
+    assert detect.task_s == 320 / 16 / statistics.median(pilot_rates)
     assert by_stage["train"].gpu_hours == by_stage["train"].task_s * 4 / 3600
-    pilot_pairs = small_toy_run.stage_dir("pairs") / "statistics.json"
+    pilot_pairs = small_toy_run.run.stage_dir("pairs") / "statistics.json"
     assert "pilot's share of prompts" in by_stage["train"].work.note and pilot_pairs.is_file()
 
 
 def test_a_task_longer_than_its_limit_is_flagged_with_what_to_change(small_toy_run, toy_model_dir, capsys):
-    arguments = llama_arguments(toy_model_dir) + ["--pilot", str(small_toy_run.root), "--set",
+    arguments = llama_arguments(toy_model_dir) + ["--pilot", str(small_toy_run.run.root), "--set",
                                                   "synthesis.shards=1", "--profile-set", "time_limit_min.synthesize_chosen=1"]
     assert main(["plan", *arguments]) == 0
     printed = capsys.readouterr().out
