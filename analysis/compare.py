@@ -11,7 +11,8 @@ with `latex=True`, a booktabs `.tex` beside it) and every PNG figure:
 * NIAH overall accuracy: base, ablated, random controls, trained, and the gain trained - base.
 * Table 2: HELMET per-category scores at one length: the longest length every run with HELMET
   results has (the longest of any run when they share none).
-* General benchmarks, from `stages/general/results.json` ({task: score}); left out when no run has one.
+* Table 5: general benchmarks, from `stages/general/results.json`: a "model / base" row per distinct model
+  (the untrained model, from its first run) and each run's trained model; left out when no run has one.
 * Figure 4: the sorted retrieval-score distribution of each distinct model, its runs' tau dashed.
 * Figure 5: the mean change of retrieval scores after training, masked heads vs other heads, per run
   (grouped bars), plus each run's per-head before/after scatter.
@@ -26,7 +27,8 @@ Files read from each run directory (a finished run has manifest.json and report/
     stages/evaluate/niah.json, stages/evaluate/retrieval_change.json,
     stages/merge_scores/summary.json, stages/select_heads/heads.json (optional),
     stages/helmet_scores/averages.json or stages/helmet/averages.json (optional, HELMET),
-    stages/general/results.json (optional, general benchmarks: {"<task>": <score>, ...}).
+    stages/general/results.json (optional, general benchmarks:
+        {"base": {"<task>": <score>, ...}, "trained": {"<task>": <score>, ...}}).
 
 HELMET averages file (what jobs/stages/helmet.py's `merge` writes to stages/helmet_scores/averages.json;
 stages/helmet/averages.json is read when that one is absent). Either one model's results:
@@ -154,7 +156,8 @@ def _figure5(runs: list[Run], w: _Writer) -> list[str]:
     for i, r in enumerate(runs):
         c = r.change
         masked_count = sum(1 for v in c.get("per_head", {}).values() if v.get("masked"))
-        group = "masked" if (r.heads or {}).get("heads", True) else "retrieval heads (no mask)"
+        # evaluate names the group; runs from before it did: masked heads, else the retrieval heads
+        group = c.get("group") or ("masked" if (r.heads or {}).get("heads", True) else "retrieval heads (no mask)")
         rows.append([r.label, group, str(masked_count), _f(c["masked_mean_delta"], 4, True),
                      _f(c["other_mean_delta"], 4, True), _f(c.get("mean_before"), 4), _f(c.get("mean_after"), 4)])
         bars.append((r.label, c["masked_mean_delta"], c["other_mean_delta"]))

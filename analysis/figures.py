@@ -49,10 +49,11 @@ def training_curves(log: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def retrieval_before_after(per_head: dict[str, dict], path: Path) -> Path:
-    """Each head's score before vs after DPO; masked heads in red (paper Fig. 5)."""
+def retrieval_before_after(per_head: dict[str, dict], path: Path, group: str = "masked heads") -> Path:
+    """Each head's score before vs after DPO; masked heads (or the `group` watched in their place) in
+    red (paper Fig. 5)."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for masked, color, label in ((False, "tab:gray", "other heads"), (True, "tab:red", "masked heads")):
+    for masked, color, label in ((False, "tab:gray", "other heads"), (True, "tab:red", group)):
         points = [(v["before"], v["after"]) for v in per_head.values() if v["masked"] == masked]
         if points:
             ax.scatter(*zip(*points), color=color, label=label, s=18)

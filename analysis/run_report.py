@@ -9,8 +9,13 @@ from pathlib import Path
 
 from analysis import figures
 from analysis.health import Health, run_health
+from analysis.runs import read_general
+from retmask.config import ExperimentConfig, read_saved_config
 from retmask.io import read_json, read_jsonl, write_text
 from retmask.rundir import RunDir
+from retmask.strategies import get_strategy
+
+SYNTHESIS_BASE = "synthesis_base"  # evaluate's name for the unmasked synthesis model of a cross-model run
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -35,6 +40,29 @@ def _stage_times(run: RunDir) -> list[list]:
     return rows
 
 
+def _models_section(run: RunDir, cfg: ExperimentConfig) -> list[str]:
+    """Which model did what: detection and masking, each side of the pairs, training."""
+    synthesizer, trained = cfg.synthesis_source().path, cfg.model.path
+    strategy = get_strategy(cfg.strategy)
+    heads = read_json(run.stage_dir("select_heads") / "heads.json")
+    rejected = {
+        "masked": f"`{synthesizer}` with its {heads['count']} masked heads ablated (`stages/mask/model`)",
+        "rejected_model": f"`{cfg.rejected_model.path}`",
+        "normal": f"a second sample of `{synthesizer}`; the judge puts the one it prefers on the chosen side",
+        "none": f"none ({strategy.trainer.upper()} on the chosen responses alone)",
+    }[strategy.rejected_from]
+    policy = f"`{trained}`" + (", with itself before training as the DPO reference" if strategy.trainer == "dpo"
+                               else f", {strategy.trainer.upper()}")
+    rows = [["retrieval heads detected on (masked in)", f"`{synthesizer}`"],
+            ["chosen responses", f"`{synthesizer}`"], ["rejected responses", rejected], ["trained", policy]]
+    lines = ["## Models", "", _table(["role", "model"], rows)]
+    if cfg.cross_model:
+        lines += ["", "Cross-model synthesis: the synthesis model's pairs train another model. The masked heads, "
+                      "the ablation and its controls below are the synthesis model's; NIAH `base` and `trained` "
+                      "and the retrieval scores before vs after training are the trained model's."]
+    return lines
+
+
 def _retrieval_section(run: RunDir, tau: float, out: Path) -> list[str]:
     summary = read_json(run.stage_dir("merge_scores") / "summary.json")
     selection = read_json(run.stage_dir("select_heads") / "heads.json")
@@ -44,7 +72,8 @@ def _retrieval_section(run: RunDir, tau: float, out: Path) -> list[str]:
     conc = summary["concentration"]
     return [
         "## Retrieval heads",
-        f"Detection kept {summary['kept']} of {summary['instances']} NIAH instances. Retrieval heads "
+        (f"Detected on `{selection['model']}`. " if "model" in selection else "")
+        + f"Detection kept {summary['kept']} of {summary['instances']} NIAH instances. Retrieval heads "
         f"(`{selection['retrieval_rule']['rule']}`, tau {tau:g}): {', '.join(selection['retrieval_heads'])}. "
         f"Strategy `{selection['strategy']}` masks {selection['count']} heads: "
         f"{', '.join(selection['heads']) or 'none'}.",
@@ -65,7 +94,8 @@ def _niah_section(run: RunDir, out: Path) -> list[str]:
     controls = [v for k, v in accuracies.items() if k.startswith("random_control")]
     figures.niah_bars(accuracies, out / "niah_accuracy.png")
     rows = [[entry["model"], len(entry["masked_heads"]), entry["accuracy"]] for entry in niah]
-    grids = {entry["model"]: entry["grid"] for entry in niah if entry["model"] in ("base", "ablated", "trained")}
+    grids = {entry["model"]: entry["grid"] for entry in niah
+             if entry["model"] in ("base", SYNTHESIS_BASE, "ablated", "trained")}
     figures.niah_heatmaps(grids, out / "niah_heatmaps.png")
     lines = [
         "## NIAH accuracy: normal, ablated, random-mask controls, trained",
@@ -78,9 +108,17 @@ def _niah_section(run: RunDir, out: Path) -> list[str]:
         "",
         "![NIAH heatmaps](niah_heatmaps.png)",
     ]
+    # The ablation's reference is the model it was ablated from: the synthesis model, when another.
+    reference = SYNTHESIS_BASE if SYNTHESIS_BASE in accuracies else "base"
+    if reference == SYNTHESIS_BASE:
+        checkpoints = {entry["model"]: entry.get("checkpoint", "?") for entry in niah}
+        lines += ["", f"`base` and `trained`: the trained model `{checkpoints['base']}` before and after training. "
+                      f"`{SYNTHESIS_BASE}`, `ablated` and the controls: the synthesis model "
+                      f"`{checkpoints[SYNTHESIS_BASE]}`, unmasked, with its retrieval heads ablated, and with "
+                      "control masks of the same size."]
     if controls:
         mean_control = sum(controls) / len(controls)
-        lines += ["", f"Ablated accuracy {accuracies['ablated']:.3f} vs normal {accuracies['base']:.3f} and "
+        lines += ["", f"Ablated accuracy {accuracies['ablated']:.3f} vs normal {accuracies[reference]:.3f} and "
                       f"vs random non-retrieval masks of the same size {mean_control:.3f} "
                       f"(mean of {len(controls)} draws)."]
     return lines
@@ -139,19 +177,25 @@ def _training_section(run: RunDir, out: Path) -> list[str]:
     ]
 
 
-def _change_section(run: RunDir, out: Path) -> list[str]:
+def _change_section(run: RunDir, out: Path, cross_model: bool) -> list[str]:
     change = read_json(run.stage_dir("evaluate") / "retrieval_change.json")
-    figures.retrieval_before_after(change["per_head"], out / "retrieval_before_after.png")
+    group = change.get("group", "masked heads")  # the masked heads, or the group watched where none were
+    figures.retrieval_before_after(change["per_head"], out / "retrieval_before_after.png", group)
     masked = sorted(((n, v) for n, v in change["per_head"].items() if v["masked"]), key=lambda item: item[0])
+    statement = ["The masked heads are the synthesis model's: none of the trained model's heads was masked, and "
+                 "its head L-H is not the synthesis model's L-H, so no change of the masked heads is computed. "
+                 "The trained model's own best heads before training, as many as were masked, are set against "
+                 "its other heads instead.", ""] if cross_model else []
     return [
         "## Retrieval scores before vs after DPO",
         "",
+        *statement,
         "![before vs after](retrieval_before_after.png)",
         "",
-        _table(["", "mean change"], [["masked heads", change["masked_mean_delta"]],
+        _table(["", "mean change"], [[group, change["masked_mean_delta"]],
                                      ["other heads", change["other_mean_delta"]]]),
         "",
-        _table(["masked head", "before", "after"], [[n, v["before"], v["after"]] for n, v in masked]),
+        _table([group, "before", "after"], [[n, v["before"], v["after"]] for n, v in masked]),
         "",
         f"Mean retrieval score of all heads: {change['mean_before']:.4f} before, {change['mean_after']:.4f} after.",
     ]
@@ -176,6 +220,22 @@ def _helmet_section(run: RunDir) -> list[str]:
     return lines
 
 
+def general_section(results: Path) -> list[str]:
+    """Table 5: each general benchmark of the model before and after training, and the change."""
+    scores = read_general(results)
+    base, trained = scores["base"], scores["trained"]
+
+    def signed(task: str) -> str:
+        return "-" if None in (base.get(task), trained.get(task)) else f"{trained[task] - base[task]:+.3f}"
+
+    rows = [[task, "-" if base.get(task) is None else base[task], "-" if trained.get(task) is None else trained[task],
+             signed(task)] for task in dict.fromkeys([*base, *trained])]
+    return ["## General abilities (Table 5): base vs trained", "",
+            "lm-evaluation-harness on the same items for both models (stages/general/results.json; lm-eval's "
+            "own output in stages/general/lm_eval/).", "",
+            _table(["task", "base", "trained", "change (trained - base)"], rows)]
+
+
 def _health_lines(health: Health) -> list[str]:
     mark = "" if health.learned else "⚠ "
     return [f"**{mark}Health:** {health.line}.", "", f"**Verdict: {health.verdict}**", ""]
@@ -184,16 +244,20 @@ def _health_lines(health: Health) -> list[str]:
 def write_run_report(run: RunDir, tau: float) -> Path:
     out = run.report_dir
     health = run_health(run)
+    cfg = read_saved_config(run.config_path)
     lines = [f"# RetMask run report: {run.root.name}", "", *_health_lines(health)]
     toy = run.stage_dir("toy_model") / "toy_model.json"
     if toy.is_file():
         summary = read_json(toy)["summary"]
-        lines += [f"Toy model: {summary['parameters']:,} parameters, held-out exact copy "
+        which = " (the trained one)" if cfg.cross_model else ""  # the toy_model stage builds `model`'s recipe
+        lines += [f"Toy model{which}: {summary['parameters']:,} parameters, held-out exact copy "
                   f"{summary['held_out_exact_match']:.3f}, trained in {summary['train_seconds']} s.", ""]
-    sections = [_retrieval_section(run, tau, out), _niah_section(run, out), _pairs_section(run),
-                _training_section(run, out), _change_section(run, out)]
+    sections = [_models_section(run, cfg), _retrieval_section(run, tau, out), _niah_section(run, out),
+                _pairs_section(run), _training_section(run, out), _change_section(run, out, cfg.cross_model)]
     if (run.stage_dir("helmet_scores") / "averages.json").is_file():
         sections.append(_helmet_section(run))
+    if (run.stage_dir("general") / "results.json").is_file():
+        sections.append(general_section(run.stage_dir("general") / "results.json"))
     for section in sections:
         lines += section + [""]
     lines += ["## Stage times", "", _table(["stage", "shards", "compute s (sum of shards)", "wall s"],

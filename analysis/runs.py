@@ -3,6 +3,7 @@
 The averages.json shapes are described in analysis/compare.py."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ class Run:
     heads: dict | None  # select_heads/heads.json
     helmet: dict[str, dict[int, HelmetLength]]  # "base" / "trained" -> length -> averages
     helmet_path: Path | None
-    general: dict[str, float | None] | None
+    general: dict[str, dict[str, float | None]] | None  # "base" / "trained" -> task -> score
 
 
 def _need(root: Path, relative: str, what: str) -> Path:
@@ -142,11 +143,18 @@ def read_helmet_averages(path: str | Path) -> dict[str, dict[int, HelmetLength]]
     return {"trained": _per_length(data, str(path))}
 
 
-def _read_general(path: Path) -> dict[str, float | None]:
+GENERAL_MODELS = ("base", "trained")
+_GENERAL_SHAPE = '{"base": {"<task>": <score>, ...}, "trained": {"<task>": <score>, ...}}'
+
+
+def read_general(path: Path) -> dict[str, dict[str, float | None]]:
+    """The general stage's results.json: per model ("base", "trained"), the score of each task."""
     data = _json(path)
-    if not isinstance(data, dict):
-        raise CompareError(f"{path}: expected {{\"<task>\": <score>, ...}}, found {type(data).__name__}")
-    return {str(task): _number(score, f"{path}[{task}]") for task, score in data.items()}
+    if not isinstance(data, dict) or set(data) != set(GENERAL_MODELS) or not all(
+            isinstance(scores, dict) for scores in data.values()):
+        raise CompareError(f"{path}: expected {_GENERAL_SHAPE}, found {json.dumps(data)[:200]}")
+    return {model: {str(task): _number(score, f"{path}[{model}][{task}]") for task, score in data[model].items()}
+            for model in GENERAL_MODELS}
 
 
 def read_run(path: str | Path) -> Run:
@@ -181,7 +189,7 @@ def read_run(path: str | Path) -> Run:
         tau=cfg.selection.tau, niah=niah, change=change, summary=summary,
         heads=_json(heads_path) if heads_path.is_file() else None,
         helmet=read_helmet_averages(helmet_path) if helmet_path else {}, helmet_path=helmet_path,
-        general=_read_general(general_path) if general_path.is_file() else None)
+        general=read_general(general_path) if general_path.is_file() else None)
 
 
 def _label_runs(runs: list[Run]) -> None:

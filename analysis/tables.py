@@ -203,14 +203,24 @@ def _table2(runs: list[Run], length: int) -> Table:
 
 
 def _general_table(runs: list[Run]) -> Table | None:
+    """Table 5: general benchmarks of each run's trained model, its untrained model in a base row."""
     with_results = [r for r in runs if r.general is not None]
     if not with_results:
         return None
-    tasks = list(dict.fromkeys(t for r in with_results for t in r.general))
-    rows = [[r.label] + [DASH if r.general.get(t) is None else f"{r.general[t]:.4g}" for t in tasks]
-            for r in with_results]
-    return Table("general", "General benchmarks", ["run (model / strategy)"] + tasks, rows,
-                 ["Scores as stages/general/results.json holds them; '-': task not run."])
+    tasks = list(dict.fromkeys(t for r in with_results for scores in r.general.values() for t in scores))
+    sources = _base_sources(with_results, lambda r: bool(r.general["base"]))
+
+    def cells(scores: dict[str, float | None]) -> list[str]:
+        return [DASH if scores.get(t) is None else f"{scores[t]:.4g}" for t in tasks]
+
+    rows = _rows_with_base(with_results, sources, lambda r: cells(r.general["base"]),
+                           lambda r: cells(r.general["trained"]))
+    notes = ["Scores as stages/general/results.json holds them (lm-eval's scale); '-': task not run."]
+    base_note = _base_note(with_results, sources)
+    if base_note:
+        notes.append(base_note)
+    return Table("general", "Table 5: general benchmarks, base vs trained", ["run (model / strategy)"] + tasks,
+                 rows, notes)
 
 
 def _top_share(conc: dict) -> float | None:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from jobs.runner import record_config
-from retmask.config import ConfigError, ExperimentConfig, load_config
+from retmask.config import NO_TRACKER, ConfigError, ExperimentConfig, load_config
 from retmask.errors import UserError
 from retmask.niah import DEFAULT_TEMPLATE
 
@@ -75,10 +75,15 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None, progres
 
 
 def _check_inputs(cfg, out=None) -> None:
-    """What can be checked here, before any stage starts: detection's NIAH instances, the prompts."""
+    """What can be checked here, before any stage starts: the trackers, detection's NIAH instances,
+    the prompts."""
     from jobs.stages import detect, prompts
 
     out = out or sys.stdout  # looked up now: a default bound at import would keep a replaced stream
+    if cfg.train.report_to != [NO_TRACKER]:  # a tracker's name is checked here, not when training starts
+        from retmask.tracking import check_report_to
+
+        check_report_to(cfg.train.report_to)
 
     count = detect.check_inputs(cfg)
     if count is not None:

@@ -33,11 +33,16 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
     """Stages of the config's strategy, in an order that respects dependencies."""
     strategy = get_strategy(cfg.strategy)
     toy = ("toy_model",) if cfg.toy_model is not None else ()
+    # The model detected, masked and sampled is the config section `synthesizer`: `model` itself
+    # unless a synthesis model is set, so runs without one keep their fingerprints. Stages that also
+    # read the trained model add `trained`, empty without a synthesis model (`model` is upstream then).
+    synthesizer = "synthesis_model" if cfg.cross_model else "model"
+    trained = ("model",) if cfg.cross_model else ()
     stages = []
     if toy:
         stages.append(Stage("toy_model", "jobs.stages.toy_model:run", sections=("toy_model",)))
     stages += [
-        Stage("detect", "jobs.stages.detect:run", toy, ("model", "detection"), lambda c: c.detection.shards),
+        Stage("detect", "jobs.stages.detect:run", toy, (synthesizer, "detection"), lambda c: c.detection.shards),
         Stage("merge_scores", "jobs.stages.merge_scores:run", ("detect",), ("selection",)),  # its summary counts heads >= tau
         # control_seed decides only a control strategy's draw: other strategies share their mask.
         Stage("select_heads", "jobs.stages.select_heads:run", ("merge_scores",),
@@ -46,24 +51,27 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
     if strategy.mask_rule:
         stages.append(Stage("mask", "jobs.stages.mask:run", ("select_heads",)))
     stages += [
-        Stage("prepare_prompts", "jobs.stages.prompts:run", toy, PROMPT_SECTIONS),
-        Stage("synthesize_chosen", "jobs.stages.synthesize:run_chosen", ("prepare_prompts",), ("model", "synthesis"),
-              lambda c: c.synthesis.shards),
+        # Prompts are token-counted with the synthesis model's tokenizer, the one its engine uses.
+        Stage("prepare_prompts", "jobs.stages.prompts:run", toy,
+              tuple(f"{synthesizer}.path" if key == "model.path" else key for key in PROMPT_SECTIONS)),
+        Stage("synthesize_chosen", "jobs.stages.synthesize:run_chosen", ("prepare_prompts",),
+              (synthesizer, "synthesis"), lambda c: c.synthesis.shards),
     ]
     if strategy.rejected_from != "none":
         rejected_after = ("prepare_prompts",) + (("mask",) if strategy.rejected_from == "masked" else ())
         stages.append(Stage("synthesize_rejected", "jobs.stages.synthesize:run_rejected", rejected_after,
-                            ("model", "rejected_model", "synthesis", "strategy"), lambda c: c.synthesis.shards))
+                            (synthesizer, "rejected_model", "synthesis", "strategy"), lambda c: c.synthesis.shards))
     samples = tuple(s.name for s in stages if s.name.startswith("synthesize_"))
     if strategy.judged:
         stages.append(Stage("judge", "jobs.stages.judge:run", samples, ("judge",)))
         samples += ("judge",)
     stages += [
-        Stage("pairs", "jobs.stages.pairs:run", samples, ("pairs",)),
-        Stage("train", "jobs.stages.train:run", ("pairs",), ("train", "strategy")),
+        # pairs renders reasoning as the trained model's chat template reads it back
+        Stage("pairs", "jobs.stages.pairs:run", samples, ("pairs",) + tuple(f"{m}.path" for m in trained)),
+        Stage("train", "jobs.stages.train:run", ("pairs",), ("train", "strategy") + trained),
         # The untrained models' NIAH depends on neither strategy nor training: runs share it.
-        Stage("evaluate_base", "jobs.stages.evaluate:run_base", ("merge_scores",), ("evaluation", "selection"),
-              untrained_model_count),
+        Stage("evaluate_base", "jobs.stages.evaluate:run_base", ("merge_scores",),
+              ("evaluation", "selection") + trained, untrained_model_count),
         Stage("evaluate", "jobs.stages.evaluate:run", ("train", "merge_scores", "select_heads", "evaluate_base"),
               ("evaluation",)),
     ]
@@ -76,13 +84,16 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
         ]
         report_after += ("helmet_scores",)
     if cfg.general.tasks:
+        # base and trained model (Table 5's before/after); the report shows them side by side
         stages.append(Stage("general", "jobs.stages.general:run", ("train",), ("general",)))
+        report_after += ("general",)
     stages.append(Stage("report", "jobs.stages.report:run", report_after))
     return stages
 
 
 def stage_fingerprints(cfg: ExperimentConfig, stages: list[Stage]) -> dict[str, str]:
     data = cfg.to_dict()
+    del data["train"]["report_to"]  # where the curves are logged changes no output: no rerun for it
     prints: dict[str, str] = {}
     for stage in stages:
         prints[stage.name] = fingerprint({

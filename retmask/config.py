@@ -204,6 +204,9 @@ class JudgeConfig:
             raise ConfigError(f"{key}.template must contain {{question}} and {{answer}}, got {self.template!r}")
 
 
+NO_TRACKER, ALL_TRACKERS = "none", "all"  # transformers' report_to words for no tracker / every installed one
+
+
 @dataclass
 class TrainConfig:
     beta: float = 0.1
@@ -226,12 +229,23 @@ class TrainConfig:
     max_truncated_share: float = 0.05  # refuse to train when more pairs than this exceed max_length
     deepspeed: str = ""  # a DeepSpeed config (configs/deepspeed/zero{1,2,3}.json) for multi-GPU runs
     seed: int = 0
+    # Experiment trackers of transformers' report_to ([tensorboard], [wandb, trackio], ...), [all]
+    # installed ones, or [none]. Names are checked against transformers' own list where training
+    # starts (retmask.tracking.check_report_to): importing it here would slow every config load.
+    report_to: list[str] = field(default_factory=lambda: [NO_TRACKER])
 
     def validate(self, key: str) -> None:
         _positive(key, "global_batch_size", self.global_batch_size)
         _positive(key, "per_device_batch_size", self.per_device_batch_size)
         if not 0 <= self.max_truncated_share <= 1:
             raise ConfigError(f"{key}.max_truncated_share must be within 0..1, got {self.max_truncated_share}")
+        for special in (NO_TRACKER, ALL_TRACKERS):
+            if special in self.report_to and len(self.report_to) > 1:
+                raise ConfigError(f"{key}.report_to: {special!r} stands alone, got {self.report_to}; give "
+                                  f"[{special}] or tracker names such as [tensorboard]")
+        if not self.report_to or len(set(self.report_to)) < len(self.report_to):
+            raise ConfigError(f"{key}.report_to: expected distinct tracker names such as [tensorboard], or "
+                              f"[{NO_TRACKER}], got {self.report_to}")
 
 
 @dataclass
@@ -273,19 +287,53 @@ class HelmetConfig:
                               "your clone of princeton-nlp/HELMET with its data downloaded")
 
 
+GENERAL_STAGE_MODEL_ARGS = ("pretrained", "dtype", "device")  # lm-eval model arguments the general stage sets
+
+
 @dataclass
 class GeneralConfig:
-    """General benchmarks through lm-evaluation-harness, if installed; no tasks: no stage."""
+    """General benchmarks (paper Table 5) of the base and the trained model through
+    lm-evaluation-harness, if installed; no tasks: no stage."""
 
-    tasks: list[str] = field(default_factory=list)  # e.g. [gpqa_main_zeroshot, mmlu_pro]
+    tasks: list[str] = field(default_factory=list)  # lm-eval tasks or groups, e.g. [gpqa_main_zeroshot, mmlu_pro]
     metrics: dict[str, str] = field(default_factory=dict)  # task -> metric key; default: its first metric
     limit: int = 0  # examples per task; 0 = all
     batch_size: int = 8
+    # A folder of task YAMLs of your own (lm-eval's --include_path), e.g. configs/lm_eval_tasks;
+    # lm-eval runs from it, so relative data_files in those YAMLs are read from it.
+    include_path: str = ""
+    # The models RetMask trains are chat models: prompts go through the tokenizer's chat template
+    # (few-shot examples as turns). false: lm-eval's plain-text prompts.
+    apply_chat_template: bool = True
+    # More arguments of lm-eval's `hf` model, as given: e.g. think_end_token: "</think>" scores a
+    # reasoning model's answer without its reasoning. The checkpoint, dtype and device are the stage's.
+    model_args: dict[str, str] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         if self.tasks and importlib.util.find_spec("lm_eval") is None:
             raise ConfigError(f"{key}.tasks is set but lm-evaluation-harness is not installed: pip install lm-eval, "
                               "or leave general.tasks empty")
+        if self.include_path and not self.tasks:
+            raise ConfigError(f"{key}.include_path is set but {key}.tasks is empty; name the tasks to run from it, "
+                              f"e.g. tasks: [toy_copy]")
+        unknown = [task for task in self.metrics if task not in self.tasks]
+        if unknown:
+            raise ConfigError(f"{key}.metrics names {', '.join(unknown)}, not in {key}.tasks {self.tasks}; key "
+                              "metrics by a task of general.tasks")
+        owned = sorted(set(self.model_args) & set(GENERAL_STAGE_MODEL_ARGS))
+        if owned:
+            raise ConfigError(f"{key}.model_args: {', '.join(owned)} the stage sets itself (the base and the trained "
+                              "checkpoint, model.dtype, the job's device); leave them out")
+        _positive(key, "batch_size", self.batch_size)
+        if self.limit < 0:
+            raise ConfigError(f"{key}.limit must be >= 0 (0: every example), got {self.limit}")
+
+    def check_task_folder(self, key: str) -> None:
+        """include_path, once resolved, must hold lm-eval task YAMLs."""
+        folder = Path(self.include_path)
+        if not folder.is_dir() or not any(folder.rglob("*.yaml")):
+            raise ConfigError(f"{key}.include_path: {self.include_path} is not a folder of lm-eval task YAML files; "
+                              "give the folder that holds your task folders, e.g. configs/lm_eval_tasks")
 
 
 @dataclass
@@ -304,6 +352,12 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     rejected_model: ModelConfig = field(default_factory=ModelConfig)  # for strategy smaller-model
     toy_model: ToyModelConfig | None = None
+    # Cross-model synthesis (the paper's Appendix D): heads are detected on this model and masked
+    # in it, and both sides of a pair are its samples (chosen: it; rejected: its masked twin),
+    # while `model` is trained, with itself as the DPO reference, and evaluated. Empty path: the
+    # trained model synthesizes its own pairs.
+    synthesis_model: ModelConfig = field(default_factory=ModelConfig)
+    synthesis_toy_model: ToyModelConfig | None = None  # the recipe `synthesis_model.path: toy` names
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
@@ -328,6 +382,22 @@ class ExperimentConfig:
         if self.strategy == "smaller-model" and not self.rejected_model.path:
             raise ConfigError("rejected_model.path: missing; strategy smaller-model samples rejected responses "
                               "from that model")
+        if self.cross_model and STRATEGIES[self.strategy].rejected_from == "rejected_model":
+            # Its rejected side is a third model: the pair would no longer contrast the synthesis
+            # model with a weakened version of itself.
+            fitting = [s.name for s in STRATEGIES.values() if s.rejected_from != "rejected_model"]
+            raise ConfigError(f"synthesis_model.path: strategy {self.strategy} samples rejected responses from "
+                              f"rejected_model, not from the synthesis model; with a synthesis model use one of "
+                              f"{', '.join(fitting)}, or leave synthesis_model.path empty")
+
+    @property
+    def cross_model(self) -> bool:
+        """Whether another model than the trained one detects, is masked and synthesizes."""
+        return bool(self.synthesis_model.path)
+
+    def synthesis_source(self) -> ModelConfig:
+        """The model that is detected, masked and sampled: synthesis_model if set, else `model`."""
+        return self.synthesis_model if self.cross_model else self.model
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -398,6 +468,7 @@ def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) 
         _check_model_dir("model.path", config.model.path)
     if config.rejected_model.path:
         _check_model_dir("rejected_model.path", config.rejected_model.path)
+    _resolve_synthesis_model(config)
     if config.strategy == "win-lose-pair" and config.judge.kind == "model":
         _check_model_dir("judge.path", config.judge.path)
     if not config.run_dir:
@@ -426,7 +497,37 @@ def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) 
         config.synthesis.prompts = data_path("synthesis.prompts", config.synthesis.prompts)
     if config.train.deepspeed:
         config.train.deepspeed = data_path("train.deepspeed", config.train.deepspeed)
+    if config.general.include_path:
+        # absolute: lm-eval indexes the folder, then runs from it (and jobs may start elsewhere)
+        folder = data_path("general.include_path", config.general.include_path)
+        config.general.include_path = str(Path(folder).resolve())
+        config.general.check_task_folder("general")
     return config
+
+
+def _resolve_synthesis_model(config: ExperimentConfig) -> None:
+    """Turn `synthesis_model.path: toy` into its checkpoint and check that the synthesis model is
+    another model than the trained one."""
+    synthesis, recipe = config.synthesis_model, config.synthesis_toy_model
+    if recipe is not None and synthesis.path != "toy":
+        raise ConfigError(f"synthesis_toy_model is set but synthesis_model.path is {synthesis.path!r}; set "
+                          "synthesis_model.path: toy to synthesize with that toy recipe, or drop synthesis_toy_model")
+    if synthesis.path == "toy":
+        if recipe is None:
+            raise ConfigError("synthesis_model.path is 'toy' but there is no synthesis_toy_model section with its "
+                              "recipe")
+        # The toy_model stage trains toy_model's recipe only: this one must be shipped or cached.
+        if not (toy_model_dir(recipe) / "config.json").is_file():
+            raise ConfigError(f"synthesis_toy_model: no shipped or cached checkpoint of this recipe (hash "
+                              f"{toy_recipe_hash(recipe)}); use a recipe shipped in {SHIPPED_TOY_MODELS}, or train "
+                              "one (`retmask toy-model DIR --seed N`) and give its DIR as synthesis_model.path")
+        synthesis.path = str(toy_model_dir(recipe))
+    elif synthesis.path:
+        _check_model_dir("synthesis_model.path", synthesis.path)
+    same = Path(synthesis.path).expanduser().resolve() == Path(config.model.path).expanduser().resolve()
+    if synthesis.path and same:
+        raise ConfigError(f"synthesis_model.path: {synthesis.path} is the trained model (model.path); leave "
+                          "synthesis_model.path empty for the trained model to synthesize its own pairs")
 
 
 def read_saved_config(path: str | Path) -> ExperimentConfig:

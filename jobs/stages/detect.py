@@ -1,4 +1,5 @@
-"""Stage: retrieval-head detection over one contiguous slice of the NIAH instances.
+"""Stage: retrieval-head detection over one contiguous slice of the NIAH instances, on the
+synthesis model (the trained model itself unless `synthesis_model` is set): its heads are masked.
 
 Records are appended per instance, so a restarted shard continues where it stopped.
 """
@@ -15,12 +16,13 @@ def max_positions(model_path: str) -> int | None:
     return getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
 
 
-def detection_instances(cfg: ExperimentConfig, tokenizer):
+def detection_instances(cfg: ExperimentConfig, tokenizer, model_path: str):
+    """The detection instances in the tokens of the checkpoint at `model_path` (`tokenizer`'s)."""
     from retmask.niah import build_instances, check_within_positions
 
     d = cfg.detection
     instances = build_instances(tokenizer, d.haystack, d.needles, d.lengths, d.depths, d.template)
-    check_within_positions(instances, d.max_new_tokens, max_positions(cfg.model.path), "detection",
+    check_within_positions(instances, d.max_new_tokens, max_positions(model_path), "detection",
                            d.beyond_max_positions)
     return instances
 
@@ -35,9 +37,10 @@ def check_inputs(cfg: ExperimentConfig) -> int | None:
 
     from retmask.config import ConfigError
 
-    if not (Path(cfg.model.path) / "config.json").is_file():
+    path = cfg.synthesis_source().path
+    if not (Path(path) / "config.json").is_file():
         return None
-    count = len(detection_instances(cfg, AutoTokenizer.from_pretrained(cfg.model.path)))
+    count = len(detection_instances(cfg, AutoTokenizer.from_pretrained(path), path))
     if cfg.detection.shards > count:  # the extra array tasks would start only to find no work
         raise ConfigError(f"detection.shards: {cfg.detection.shards} shards for {count} NIAH instances; give at "
                           f"most {count}")
@@ -48,8 +51,9 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.detection import detect_instance
     from retmask.generation import load_model
 
-    model, tokenizer = load_model(cfg.model.path, cfg.model.dtype)
-    instances = detection_instances(cfg, tokenizer)
+    source = cfg.synthesis_source()
+    model, tokenizer = load_model(source.path, source.dtype)
+    instances = detection_instances(cfg, tokenizer, source.path)
     mine = [instances[i] for i in shard_slice(len(instances), cfg.detection.shards, shard)]
     rows = RowFile(run.shard_file("detect", shard))
     finished = {row["instance_id"] for row in rows.existing()}

@@ -5,36 +5,47 @@ masks of the same size (heads drawn outside the retrieval set, and heads drawn f
 model per shard: it depends on neither the strategy nor the training, so every run of a study
 shares it.
 `evaluate` adds the trained model's NIAH and its retrieval scores on the detection instances
-(before vs after DPO)."""
+(before vs after DPO).
+
+In a cross-model run (`synthesis_model` set) the heads were detected on, and masked in, the
+synthesis model: the ablation and its controls are scored on that model (beside it unmasked,
+`synthesis_base`), while `base` and `trained` are the trained model before and after training. Its
+retrieval scores before training are then its own (detected by `evaluate_base` with `base`), and
+the head group set against the others after training is its own best heads, not the masked ones:
+head L-H of one model is not head L-H of another."""
 from __future__ import annotations
 
 from jobs.stages.detect import detection_instances, max_positions
 from jobs.stages.train import trained_model_dir
-from retmask.config import ExperimentConfig
-from retmask.io import read_json, write_json
+from retmask.config import ExperimentConfig, ModelConfig
+from retmask.io import read_json, read_jsonl, write_json, write_jsonl
 from retmask.rows import read_shards
 from retmask.rundir import RunDir
 
 # Control masks by selection rule: the entry names in niah.json and the rule that draws them.
 CONTROL_NAMES = {"non_retrieval": "random_control", "random": "random_any_control"}
+SYNTHESIS_BASE = "synthesis_base"  # cross-model runs: the synthesis model unmasked, its ablation's reference
 
 
-def _niah_summary(name: str, records: list[dict], heads: list[str]) -> dict:
+def _niah_summary(name: str, records: list[dict], heads: list[str], checkpoint: str) -> dict:
     from retmask.evaluation import accuracy, accuracy_grid
 
     grid = accuracy_grid(records)
-    return {"model": name, "accuracy": accuracy(records), "masked_heads": heads,
+    return {"model": name, "checkpoint": checkpoint, "accuracy": accuracy(records), "masked_heads": heads,
             "grid": [{"length": length, "depth": depth, "accuracy": value} for (length, depth), value in grid.items()],
             "records": records}
 
 
-def retrieval_change(before: dict[str, float], after: dict[str, float], masked: list[str]) -> dict:
-    """Per-head deltas and the mean change of the masked heads vs all other heads."""
+def retrieval_change(before: dict[str, float], after: dict[str, float], masked: list[str],
+                     group: str = "masked heads") -> dict:
+    """Per-head deltas and the mean change of the masked heads vs all other heads. Where the trained
+    model had no head masked, `masked` is the group watched in their place, named by `group`."""
     deltas = {name: after[name] - before[name] for name in before}
     masked_set = set(masked)
     inside = [deltas[n] for n in deltas if n in masked_set]
     outside = [deltas[n] for n in deltas if n not in masked_set]
     return {
+        "group": group,
         "mean_before": sum(before.values()) / len(before),
         "mean_after": sum(after.values()) / len(after),
         "masked_mean_delta": sum(inside) / len(inside) if inside else 0.0,
@@ -44,47 +55,83 @@ def retrieval_change(before: dict[str, float], after: dict[str, float], masked: 
     }
 
 
-def _niah_instances(cfg: ExperimentConfig):
+def _niah_instances(cfg: ExperimentConfig, model_path: str):
+    """The NIAH instances in the tokens of the checkpoint at `model_path`."""
     from transformers import AutoTokenizer
 
     from retmask.niah import build_instances, check_within_positions
 
     e, d = cfg.evaluation, cfg.detection
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
     instances = build_instances(tokenizer, d.haystack, d.needles, e.niah_lengths, e.niah_depths, d.template)
-    check_within_positions(instances, d.max_new_tokens, max_positions(cfg.model.path), "evaluation",
+    check_within_positions(instances, d.max_new_tokens, max_positions(model_path), "evaluation",
                            e.beyond_max_positions)
     return instances
 
 
-def _evaluate_niah(cfg: ExperimentConfig, instances, name: str, path: str, heads: list[str]) -> dict:
+def _evaluate_niah(cfg: ExperimentConfig, name: str, path: str, dtype: str, heads: list[str]) -> dict:
     from retmask.evaluation import niah_records
     from retmask.generation import load_model
     from retmask.masking import heads_from_names, mask_heads_in_memory
 
-    model, tokenizer = load_model(path, cfg.model.dtype)
+    model, tokenizer = load_model(path, dtype)
     mask_heads_in_memory(model, heads_from_names(heads))
-    records = niah_records(model, tokenizer, instances, cfg.detection.max_new_tokens, cfg.evaluation.batch_tokens)
-    return _niah_summary(name, records, heads)
+    records = niah_records(model, tokenizer, _niah_instances(cfg, path), cfg.detection.max_new_tokens,
+                           cfg.evaluation.batch_tokens)
+    return _niah_summary(name, records, heads, path)
 
 
-def untrained_models(cfg: ExperimentConfig, scores: dict[str, float]) -> list[tuple[str, list[str]]]:
-    """The untrained models `evaluate_base` scores, one per shard: (name, masked heads)."""
+def _detection_records(cfg: ExperimentConfig, path: str, dtype: str) -> list[dict]:
+    """Detection records of the checkpoint at `path` on the detection instances, in its own tokens."""
+    from retmask.detection import detect_instances
+    from retmask.generation import load_model
+
+    model, tokenizer = load_model(path, dtype)
+    d = cfg.detection
+    return list(detect_instances(model, tokenizer, detection_instances(cfg, tokenizer, path), d.max_new_tokens,
+                                 d.rouge_threshold))
+
+
+def untrained_models(cfg: ExperimentConfig, scores: dict[str, float]) -> list[tuple[str, ModelConfig, list[str]]]:
+    """The untrained models `evaluate_base` scores, one per shard: (name, model, masked heads).
+    The heads are the synthesis model's, so its ablation and controls are scored on it; `base` is
+    the trained model before training."""
     from retmask.heads import select_heads
 
     e, s = cfg.evaluation, cfg.selection
+    synthesizer = cfg.synthesis_source()
     retrieval = select_heads(scores, s.rule, s.tau, s.top_k, s.count, s.seed)
-    models = [("base", []), ("ablated", retrieval.heads)]
+    models = [("base", cfg.model, [])] + ([(SYNTHESIS_BASE, synthesizer, [])] if cfg.cross_model else [])
+    models.append(("ablated", synthesizer, retrieval.heads))
     for rule in e.control_rules:
         for draw in range(e.random_control_draws):
             control = select_heads(scores, rule, s.tau, count=len(retrieval.heads), seed=e.seed + draw,
                                    retrieval=retrieval.heads)
-            models.append((f"{CONTROL_NAMES[rule]}_{draw}", control.heads))
+            models.append((f"{CONTROL_NAMES[rule]}_{draw}", synthesizer, control.heads))
     return models
 
 
 def untrained_model_count(cfg: ExperimentConfig) -> int:
-    return 2 + len(cfg.evaluation.control_rules) * cfg.evaluation.random_control_draws
+    return 2 + int(cfg.cross_model) + len(cfg.evaluation.control_rules) * cfg.evaluation.random_control_draws
+
+
+def _detection_before_path(run: RunDir):
+    """Cross-model runs: the trained model's detection records before training."""
+    return run.stage_dir("evaluate_base") / "trained_model_detection.jsonl"
+
+
+def watched_heads(cfg: ExperimentConfig, heads: dict, before: dict[str, float]) -> tuple[list[str], str]:
+    """The head group whose change after training is set against the other heads' (Figure 5), and
+    its name: the masked heads; without a mask, the retrieval heads; in a cross-model run, where the
+    masked heads are another model's, the trained model's own best heads before training, as many."""
+    from retmask.heads import select_top_k
+
+    if cfg.cross_model:
+        count = len(heads["heads"] or heads["retrieval_heads"])
+        return select_top_k(before, count), f"trained model's own top {count} heads"
+    if heads["heads"]:
+        return heads["heads"], "masked heads"
+    return heads["retrieval_heads"], "retrieval heads (no mask)"
 
 
 def _untrained_path(run: RunDir, shard: int):
@@ -100,29 +147,45 @@ def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.heads import mean_scores
 
     scores = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
-    name, heads = untrained_models(cfg, scores)[shard]
-    write_json(_untrained_path(run, shard), _evaluate_niah(cfg, _niah_instances(cfg), name, cfg.model.path, heads))
+    name, model, heads = untrained_models(cfg, scores)[shard]
+    write_json(_untrained_path(run, shard), _evaluate_niah(cfg, name, model.path, model.dtype, heads))
+    if cfg.cross_model and name == "base":
+        # merge_scores holds the synthesis model's scores: the trained model's before training are its own.
+        write_jsonl(_detection_before_path(run), _detection_records(cfg, model.path, model.dtype))
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
-    from retmask.detection import detect_instances, merge_records
-    from retmask.generation import load_model
+    from transformers import AutoConfig
+
+    from retmask.detection import merge_records
     from retmask.heads import mean_scores
 
-    heads = read_json(run.stage_dir("select_heads") / "heads.json")
-    # Without a mask (smaller-model, sft, win-lose-pair) the retrieval heads are the group to watch.
-    masked = heads["heads"] or heads["retrieval_heads"]
-    before = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
-    trained_niah = _evaluate_niah(cfg, _niah_instances(cfg), "trained", str(trained_model_dir(run)), [])
+    trained_path = str(trained_model_dir(run))
+    trained_niah = _evaluate_niah(cfg, "trained", trained_path, cfg.model.dtype, [])
     out = run.stage_dir("evaluate")
-    write_json(out / "niah.json", read_untrained_niah(run) + [trained_niah])
+    niah = read_untrained_niah(run) + [trained_niah]
+    write_json(out / "niah.json", niah)
 
-    d = cfg.detection
-    trained, trained_tokenizer = load_model(str(trained_model_dir(run)), cfg.model.dtype)
-    records = list(detect_instances(trained, trained_tokenizer, detection_instances(cfg, trained_tokenizer),
-                                    d.max_new_tokens, d.rouge_threshold))
-    config = trained.config
-    kept_before = {r["instance_id"] for r in read_shards(run.shard_files("detect")) if r["kept"]}
-    after_per_instance = merge_records(records, config.num_hidden_layers, config.num_attention_heads, kept_before)
+    # Before and after training, scored over the instances the model answered before training.
+    records_before = (read_jsonl(_detection_before_path(run)) if cfg.cross_model
+                      else read_shards(run.shard_files("detect")))
+    config = AutoConfig.from_pretrained(trained_path)
+    shape = (config.num_hidden_layers, config.num_attention_heads)
+    kept_before = {r["instance_id"] for r in records_before if r["kept"]}
+    before = mean_scores(merge_records(records_before, *shape))
+    after_per_instance = merge_records(_detection_records(cfg, trained_path, cfg.model.dtype), *shape, kept_before)
     write_json(out / "retrieval_scores_after.json", after_per_instance)
-    write_json(out / "retrieval_change.json", retrieval_change(before, mean_scores(after_per_instance), masked))
+    group, name = watched_heads(cfg, read_json(run.stage_dir("select_heads") / "heads.json"), before)
+    change = retrieval_change(before, mean_scores(after_per_instance), group, name)
+    write_json(out / "retrieval_change.json", change)
+    _track(cfg, run, niah, change)
+
+
+def _track(cfg: ExperimentConfig, run: RunDir, niah: list[dict], change: dict) -> None:
+    """The headline figures to the run's trackers: NIAH accuracy per model, retrieval means (the
+    per-head scores stay in the files)."""
+    from retmask.tracking import log_results, run_destination
+
+    log_results(run_destination(cfg, run), "evaluate", {
+        "niah_accuracy": {entry["model"]: entry["accuracy"] for entry in niah},
+        "retrieval": {key: value for key, value in change.items() if key != "per_head"}})

@@ -1,4 +1,5 @@
-"""Stage: the ablated model as a checkpoint that engines load from disk."""
+"""Stage: the ablated synthesis model (the trained model itself unless `synthesis_model` is set)
+as a checkpoint that engines load from disk."""
 from __future__ import annotations
 
 from retmask.config import ExperimentConfig
@@ -18,6 +19,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     )
 
     heads = heads_from_names(read_json(run.stage_dir("select_heads") / "heads.json")["heads"])
-    write_masked_checkpoint(cfg.model.path, heads, masked_model_dir(run))
-    write_json(run.stage_dir("mask") / "mask.json", {"model": cfg.model.path, "heads": len(heads),
-                                                     "mask_fingerprint": mask_fingerprint(cfg.model.path, heads)})
+    source = cfg.synthesis_source().path
+    write_masked_checkpoint(source, heads, masked_model_dir(run))
+    write_json(run.stage_dir("mask") / "mask.json", {"model": source, "heads": len(heads),
+                                                     "mask_fingerprint": mask_fingerprint(source, heads)})

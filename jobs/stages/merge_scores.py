@@ -12,6 +12,6 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     from retmask.detection import write_scores
 
-    model_config = AutoConfig.from_pretrained(cfg.model.path)
+    model_config = AutoConfig.from_pretrained(cfg.synthesis_source().path)  # the detected model's shape
     write_scores(read_shards(run.shard_files("detect")), model_config.num_hidden_layers,
                  model_config.num_attention_heads, cfg.selection.tau, run.stage_dir("merge_scores"))

@@ -35,7 +35,9 @@ def processes() -> int:
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.prompts import prepare_prompts
 
-    prepared, counts = prepare_prompts(cfg.synthesis.prompts, filters(cfg), cfg.model.path, processes())
+    # counted in the tokens of the model whose engine samples them
+    prepared, counts = prepare_prompts(cfg.synthesis.prompts, filters(cfg), cfg.synthesis_source().path,
+                                       processes())
     out = run.stage_dir(STAGE)
     with atomic_directory(out / "dataset") as tmp:
         prepared.save_to_disk(str(tmp))

@@ -23,6 +23,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     else:  # a control: as many heads as the retrieval set, drawn by the strategy's rule
         masked = select_heads(scores, strategy.mask_rule, s.tau, seed=cfg.control_seed, retrieval=retrieval.heads)
     write_json(run.stage_dir("select_heads") / "heads.json", {
+        "model": cfg.synthesis_source().path,  # the heads' model: the synthesis model, detected and masked
         "strategy": cfg.strategy,
         "heads": masked.heads if masked else [],
         "count": len(masked.heads) if masked else 0,

@@ -1,6 +1,7 @@
-"""Stage: sample responses for one contiguous slice of the prompts, from the normal model
-(chosen) or the strategy's rejected source (the ablated model, or a smaller model), with the
-same sampling settings for both.
+"""Stage: sample responses for one contiguous slice of the prompts, from the normal synthesis
+model (chosen) or the strategy's rejected source (the ablated model, or a smaller model), with the
+same sampling settings for both. The synthesis model is the trained model unless `synthesis_model`
+is set (then the rejected side is that model's masked twin).
 
 Rows are appended a batch at a time and every prompt is seeded by its place in the prompt list
 and by the stage, so a restarted shard keeps its finished batches, regenerates only the rest, and
@@ -72,7 +73,7 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
     progress = run.progress_reporter(stage, shard, "rows", len(mine), done=len(rows))
     if done == len(batches):
         return
-    backend = make_backend(s.backend, model_path, cfg.model.dtype, s.batch_size, s.tensor_parallel_size,
+    backend = make_backend(s.backend, model_path, cfg.synthesis_source().dtype, s.batch_size, s.tensor_parallel_size,
                            s.enable_thinking, s.max_model_len)
     for number in range(done, len(batches)):
         batch = batches[number]
@@ -96,7 +97,7 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
 
 
 def run_chosen(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
-    synthesize(cfg, run, shard, "synthesize_chosen", cfg.model.path)
+    synthesize(cfg, run, shard, "synthesize_chosen", cfg.synthesis_source().path)
 
 
 def run_rejected(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
@@ -104,6 +105,6 @@ def run_rejected(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     source = get_strategy(cfg.strategy).rejected_from
     paths = {"masked": lambda: str(masked_model_dir(run)), "rejected_model": lambda: cfg.rejected_model.path,
-             "normal": lambda: cfg.model.path}  # normal: a second sample, ranked by a judge (win-lose-pair)
+             "normal": lambda: cfg.synthesis_source().path}  # normal: a second sample, ranked by a judge
     path = paths[source]()
     synthesize(cfg, run, shard, "synthesize_rejected", path)

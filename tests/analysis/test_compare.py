@@ -142,7 +142,8 @@ def test_helmet_table1_marks_incomplete_and_adds_base_rows(tmp_path):
 
 def test_niah_table1_when_no_run_has_helmet_latex_and_general(tmp_path):
     out = tmp_path / "cmp"
-    runs = two_runs(tmp_path, helmet=None, general={"mmlu": 0.6534, "gsm8k": 71.2})
+    runs = two_runs(tmp_path, helmet=None, general={"base": {"mmlu": 0.61, "gsm8k": 70.0},
+                                                    "trained": {"mmlu": 0.6534, "gsm8k": 71.2}})
     text = write_comparison(runs, out, latex=True).read_text()
     assert "Table 1 (NIAH in place of HELMET): trained-model NIAH accuracy by context length" in text
     assert _csv(out / "table1.csv") == [
@@ -154,7 +155,9 @@ def test_niah_table1_when_no_run_has_helmet_latex_and_general(tmp_path):
     assert "| llama_8b / random-mask | 0.700 | 0.300 |" in text
     assert "Table 2" not in text and not (out / "table2.csv").exists()
     assert _csv(out / "general.csv") == [["run (model / strategy)", "mmlu", "gsm8k"],
+                                         ["llama_8b / base", "0.61", "70"],  # Table 5's before, then after
                                          ["llama_8b / random-mask", "0.6534", "71.2"]]
+    assert "Table 5: general benchmarks, base vs trained" in text
     tex = (out / "table1.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"llama\_8b / random-mask & 0.700 & 0.300 \\" in tex
@@ -204,6 +207,12 @@ def test_errors_name_the_path_and_what_is_missing(tmp_path):
     with pytest.raises(CompareError, match=r"averages\.json.*overall: expected an average"):
         write_comparison([runs[0]], out)
     assert not out.exists()  # nothing written when a run cannot be read
+
+
+def test_general_results_not_per_model_are_one_error(tmp_path):
+    runs = two_runs(tmp_path, general={"mmlu": 0.6})  # scores, but not of the base and the trained model
+    with pytest.raises(CompareError, match=r"general/results\.json: expected \{\"base\": \{\"<task>\""):
+        write_comparison(runs, tmp_path / "cmp")
 
 
 def test_gain_is_helmet_overall_when_every_run_has_complete_base_and_trained(tmp_path):

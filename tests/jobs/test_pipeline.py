@@ -40,3 +40,9 @@ def test_the_control_seed_redraws_only_a_control_strategys_mask():
     assert changed("retrieval-mask") == set()  # its mask is the retrieval set, whatever the seed
     assert {"select_heads", "mask", "synthesize_rejected", "train"} <= changed("random-mask")
     assert not changed("random-mask") & {"detect", "merge_scores", "evaluate_base", "synthesize_chosen"}
+
+
+def test_choosing_a_tracker_reruns_nothing():
+    cfg = from_dict(ExperimentConfig, {"name": "t", "model": {"path": "/m"}})
+    tracked = from_dict(ExperimentConfig, {"name": "t", "model": {"path": "/m"}, "train": {"report_to": ["tensorboard"]}})
+    assert stage_fingerprints(cfg, build_stages(cfg)) == stage_fingerprints(tracked, build_stages(tracked))

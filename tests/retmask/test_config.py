@@ -98,3 +98,22 @@ def test_prompts_leave_room_for_the_response_within_max_model_len():
     assert synthesis.prompt_token_limit() == 1000
     with pytest.raises(ConfigError, match="synthesis.max_model_len .* must exceed sampling.max_new_tokens"):
         load_config(REPO / "configs" / "tiny.yaml", ["synthesis.max_model_len=10"])
+
+
+def test_report_to_defaults_to_no_tracker_and_takes_a_list_of_names():
+    assert load_config(REPO / "configs" / "tiny.yaml").train.report_to == ["none"]
+    assert load_config(REPO / "configs" / "tiny.yaml", ["train.report_to=[tensorboard, wandb]"]).train.report_to == [
+        "tensorboard", "wandb"]
+    with pytest.raises(ConfigError, match=r"train.report_to: expected a list of str, got 'tensorboard'"):
+        load_config(REPO / "configs" / "tiny.yaml", ["train.report_to=tensorboard"])
+
+
+@pytest.mark.parametrize("report_to, message", [
+    ("[none, tensorboard]", r"train.report_to: 'none' stands alone, got \['none', 'tensorboard'\]; give \[none\]"),
+    ("[all, wandb]", r"train.report_to: 'all' stands alone"),
+    ("[]", r"train.report_to: expected distinct tracker names such as \[tensorboard\], or \[none\], got \[\]"),
+    ("[tensorboard, tensorboard]", r"train.report_to: expected distinct tracker names"),
+])
+def test_report_to_of_the_wrong_shape_is_one_clear_error(report_to, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(REPO / "configs" / "tiny.yaml", [f"train.report_to={report_to}"])
