@@ -10,14 +10,7 @@ import sys
 from jobs.progress_view import ProgressView, stage_line
 from retmask.progress import ShardProgress
 from tests.conftest import REPO
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers.clock import Clock
 
 
 def test_on_a_terminal_the_block_is_redrawn_under_the_log_lines():

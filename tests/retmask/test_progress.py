@@ -2,14 +2,7 @@
 restart left out of the rate, and a reporter that writes at most once a second and at the end."""
 from retmask.progress import ProgressReporter, ShardProgress, format_duration, stage_rate
 from retmask.rundir import RunDir
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers.clock import Clock
 
 
 def test_rate_and_eta_count_only_this_attempts_work():
@@ -29,7 +22,7 @@ def test_a_stage_adds_the_rates_of_its_running_shards():
 
 
 def test_the_reporter_writes_at_most_every_second_and_always_the_end(tmp_path):
-    clock, written = Clock(), []
+    clock, written = Clock(1000.0), []
     reporter = ProgressReporter(written.append, "steps", total=5, clock=clock)
     for _ in range(4):
         clock.now += 0.3
