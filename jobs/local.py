@@ -228,8 +228,9 @@ class LocalPipeline:
             shards: dict[str, set[int]] = {}
             for stage, shard, _ in running:
                 shards.setdefault(stage.name, set()).add(shard)
+            now = time.time()
             return [stage_line(name, self.progress[name].shards, len(self.progress[name].done),
-                               self.run.stage_progress(name), running_shards)
+                               self.run.stage_progress(name), running_shards, now - self.progress[name].started)
                     for name, running_shards in shards.items()]
 
         self.view.update(lines)

@@ -17,11 +17,12 @@ REDRAW_S = 0.5  # a terminal block is redrawn at most this often
 
 
 def stage_line(name: str, shards: int, done_shards: int, progresses: dict[int, ShardProgress],
-               running: set[int]) -> str:
-    """`[synthesize_chosen] shards 0/2, 48/128 rows, 3.1 rows/s, ETA 26s` (a lone shard adds its note)."""
+               running: set[int], elapsed_s: float = 0.0) -> str:
+    """`[synthesize_chosen] shards 0/2, 48/128 rows, 3.1 rows/s, ETA 26s` (a lone shard adds its note);
+    a stage whose shards count nothing says how long it has run."""
     head = f"[{name}]" + (f" shards {done_shards}/{shards}," if shards > 1 else "")
     if not progresses:
-        return f"{head} started"
+        return f"{head} running for {format_duration(elapsed_s)}"
     if shards == 1:
         return f"{head} {next(iter(progresses.values())).line()}"
     total = stage_rate(progresses.values(), [p for shard, p in progresses.items() if shard in running])

@@ -48,6 +48,7 @@ def test_a_stage_line_sums_its_shards_and_a_lone_shard_speaks_for_itself():
     shards = {0: ShardProgress("rows", 30, 64, 0.0, 10.0), 1: ShardProgress("rows", 18, 64, 0.0, 10.0, tokens=240)}
     assert stage_line("synthesize_chosen", 2, 0, shards, {0, 1}) == \
         "[synthesize_chosen] shards 0/2, 48/128 rows, 4.8 rows/s, 24 tokens/s, ETA 17s"
+    assert stage_line("evaluate_base", 7, 4, {}, {4}, elapsed_s=65) == "[evaluate_base] shards 4/7, running for 1m05s"
     step = {0: ShardProgress("steps", 5, 20, 0.0, 10.0, note="loss 0.69")}
     assert stage_line("train", 1, 0, step, {0}) == "[train] 5/20 steps, 0.5 steps/s, ETA 30s; loss 0.69"
 
