@@ -3,6 +3,7 @@ and a rerun resumes from what finished."""
 import pytest
 
 from jobs.local import LocalPipeline, PipelineFailed
+from jobs.progress_view import ProgressView
 from jobs.runner import load_run_config
 from retmask.config import load_config, save_config
 from retmask.rundir import RunDir
@@ -40,7 +41,9 @@ def test_a_toy_model_trained_by_the_run_shows_its_progress(tmp_path, monkeypatch
     cfg, run = prepared(tmp_path, "toy_model.steps=100", "toy_model.batch_size=4", "toy_model.eval_examples=4",
                         "toy_model.prompts=4")
     lines = []
-    LocalPipeline(cfg, run, log=lines.append, until="toy_model").execute(max_parallel=1)
-    progress = [line for line in lines if line.startswith("[toy_model] toy model step")]
-    assert [line.split(",")[0] for line in progress] == ["[toy_model] toy model step 50/100",
-                                                         "[toy_model] toy model step 100/100"]
+    view = ProgressView(write=lines.append, every_s=0)  # every change, not one line per 30 s
+    LocalPipeline(cfg, run, until="toy_model", view=view).execute(max_parallel=1)
+    progress = [line for line in lines if line.startswith("[toy_model] ") and " steps" in line]
+    done = [int(line.split()[1].split("/")[0]) for line in progress]
+    assert len(progress) >= 2 and done == sorted(done), lines
+    assert progress[-1].startswith("[toy_model] 100/100 steps, ") and "; loss " in progress[-1]
