@@ -27,6 +27,11 @@ class Claim:
     verdict: str  # yes / no / inconclusive / not run
 
 
+def run_label(entry: dict) -> str:
+    """A plan entry's row in the report: its strategy, and its tau in a tau sweep."""
+    return entry["strategy"] + (f" tau {entry['tau']:g}" if "tau" in entry else "")
+
+
 def metric_value(record: dict, metric: str) -> float:
     return float(record["found"]) if metric == "accuracy" else float(record["rouge_recall"])
 
@@ -55,7 +60,8 @@ class StudyData:
         self.plan = read_json(self.dir / "study.json")
         self.metric = self.plan["metric"]
         self.long_from = self.plan["long_from"]
-        self.strategies = self.plan["strategies"]
+        # a tau sweep reports each (strategy, tau) as a row of its own
+        self.strategies = list(dict.fromkeys(run_label(e) for e in self.plan["runs"]))
         self.seeds = self.plan["seeds"]
         self.trained: dict[str, dict[int, list[dict]]] = defaultdict(dict)  # strategy -> seed -> records
         self.change: dict[str, dict[int, dict]] = defaultdict(dict)  # strategy -> seed -> retrieval change
@@ -66,17 +72,18 @@ class StudyData:
         for entry in self.plan["runs"]:
             run = Path(entry["run_dir"])
             niah = run / "stages/evaluate/niah.json"
+            name = run_label(entry)
             if not niah.is_file():
-                self.missing.append(f"{entry['strategy']} seed {entry['seed']}")
+                self.missing.append(f"{name} seed {entry['seed']}")
                 continue
             entries = read_json(niah)
             trained = next(e for e in entries if e["model"] == "trained")
             if self.untrained is None:  # the same in every run: evaluate_base is shared
                 self.untrained = [e for e in entries if e["model"] != "trained"]
                 self.scores_run = run
-            self.trained[entry["strategy"]][entry["seed"]] = trained["records"]
-            self.change[entry["strategy"]][entry["seed"]] = read_json(run / "stages/evaluate/retrieval_change.json")
-            self.health[entry["strategy"]][entry["seed"]] = run_health(RunDir(run)).to_dict()
+            self.trained[name][entry["seed"]] = trained["records"]
+            self.change[name][entry["seed"]] = read_json(run / "stages/evaluate/retrieval_change.json")
+            self.health[name][entry["seed"]] = run_health(RunDir(run)).to_dict()
         if self.untrained is None:
             raise ValueError(f"{self.dir}: no run finished its evaluation; nothing to report yet")
 
@@ -204,10 +211,34 @@ def write_figures(data: StudyData, out: Path) -> list[str]:
     return written
 
 
+def tau_section(data: StudyData) -> tuple[list[str], dict]:
+    """A tau sweep's Table 6 (markdown) and its numbers with the chosen tau; nothing otherwise."""
+    from analysis.tau import chosen_tau, tau_markdown, tau_table
+
+    plan = data.plan
+    if not plan.get("taus"):
+        return [], {}
+    metric = plan["tau_metric"]
+    rows = tau_table([e for e in plan["runs"] if e["strategy"] == RETMASK], metric, data.long_from,
+                     plan["tau_helmet_categories"])
+    chosen = chosen_tau(rows)
+    scope = (f"over HELMET {', '.join(plan['tau_helmet_categories'])}" if metric == "helmet"
+             else f"at lengths >= {data.long_from}")
+    verdict = (f"**tau = {chosen:g}**, the highest mean over seeds (ties: the smaller tau)" if chosen is not None
+               else "none: no retrieval-mask run finished")
+    lines = [f"## Table 6 in miniature: tau chosen on `{metric}`", "",
+             f"The trained model's {metric} {scope}, per tau of the {RETMASK} runs. Chosen: {verdict}.", "",
+             *tau_markdown(rows, metric, data.seeds), "",
+             "The other tables have a row per (strategy, tau); claims that name a plain strategy say not run, "
+             "and C1 measures the first tau's ablation.", ""]
+    return lines, {"metric": metric, "rows": [row.to_dict() for row in rows], "chosen": chosen}
+
+
 def write_study_report(study_dir: Path) -> Path:
     data = StudyData(study_dir)
     out = data.dir / "report"
     found = claims(data)
+    tau_lines, tau_numbers = tau_section(data)
     tables = {metric: table_by_length(data, metric) for metric in ("rouge_recall", "accuracy")}
     figures = write_figures(data, out)
     title = "development seeds" if data.plan["development"] else "report seeds"
@@ -221,6 +252,7 @@ def write_study_report(study_dir: Path) -> Path:
         lines += ["Retrieval-head concentration of the model (the paper relates gains to it): " +
                   ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in concentration.items()),
                   ""]
+    lines += tau_lines
     lines += ["## Claims", "", *markdown_table(["claim", "verdict", "evidence"],
                                                [[f"{c.key}: {c.statement}", c.verdict, "<br>".join(c.evidence)]
                                                 for c in found]), ""]
@@ -238,7 +270,8 @@ def write_study_report(study_dir: Path) -> Path:
         "tables": {metric: numbers for metric, (_, _, numbers) in tables.items()},
         "concentration": data.concentration(),
         "health": {name: {str(seed): h for seed, h in seeds.items()} for name, seeds in data.health.items()},
-        "missing": data.missing})
+        "missing": data.missing,
+        **({"tau": tau_numbers} if tau_numbers else {})})
     return out / "index.md"
 
 
@@ -253,6 +286,11 @@ def summary_lines(study_dir: Path) -> list[str]:
         text = f"{long:.3f}" if isinstance(long, float) else Estimate(**long).text()
         lines.append(f"  {name:<22} {text}")
     lines += [f"{c['key']} {c['verdict']:<12} {c['statement']}" for c in results["claims"]]
+    if "tau" in results:
+        tau = results["tau"]
+        lines.append(f"tau chosen on {tau['metric']} (mean over seeds): " + ", ".join(
+            f"{row['tau']:g} {row['mean']:.3f}" if row["mean"] is not None else f"{row['tau']:g} not run"
+            for row in tau["rows"]) + (f" -> tau {tau['chosen']:g}" if tau["chosen"] is not None else " -> none"))
     concentration = results.get("concentration") or {}
     if "gini" in concentration:
         lines.append(f"retrieval-head concentration: gini {concentration['gini']:.3f}, "

@@ -5,7 +5,8 @@ earlier run of the plan also has is computed once, by that run (its owner); the 
 it there and take its finished outputs (`LocalPipeline(owners=...)`): detection, head scores and
 the untrained models' NIAH once for the study, chosen samples once per seed, each mask once per
 strategy. Every run goes at once, each in a thread; the shards of all of them share
-`study.processes` process slots.
+`study.processes` process slots. A tau sweep (`study.taus`) adds a run per tau; selection is the
+first stage tau reaches, so detection and head scores stay shared across taus.
 """
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ class StudyRun:
     seed: int
     cfg: ExperimentConfig
     prints: dict[str, str]  # stage -> fingerprint
+    tau: float | None = None  # set in a tau sweep only
 
     @property
     def label(self) -> str:
-        return f"{self.strategy} seed {self.seed}"
+        return f"{self.strategy}{tau_tag(self.tau, ' tau ')} seed {self.seed}"
 
     @property
     def run(self) -> RunDir:
@@ -63,19 +65,38 @@ def study_name(experiment: dict) -> str:
     return experiment.get("name") or "study"
 
 
+def tau_tag(tau: float | None, prefix: str) -> str:
+    """A sweep's tau in run names and labels; nothing outside a sweep (names stay as they were)."""
+    return "" if tau is None else f"{prefix}{tau:g}"
+
+
 def plan_runs(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, seeds: list[int],
               rejected_model: str = "") -> list[StudyRun]:
-    """One run per (seed, strategy), seeds outermost: the first run of each seed owns its chosen samples."""
+    """One run per (seed, tau, strategy), seeds outermost: the first run of each seed owns its chosen samples."""
     name = study_name(experiment)
     runs = []
     for seed in seeds:
-        for strategy in study.strategies:
-            cfg = study_run_config(experiment, base, f"{name}-{strategy}-seed{seed}", strategy, seed,
-                                   rejected_model if strategy == "smaller-model" else "",
-                                   study.overrides.get(strategy, []))
-            cfg.run_dir = str(study_dir / "runs" / f"{strategy}-seed{seed}")
-            runs.append(StudyRun(strategy, seed, cfg, stage_fingerprints(cfg, build_stages(cfg))))
+        for tau in study.taus or [None]:
+            for strategy in study.strategies:
+                stem = f"{strategy}{tau_tag(tau, '-tau')}-seed{seed}"
+                cfg = study_run_config(experiment, base, f"{name}-{stem}", strategy, seed,
+                                       rejected_model if strategy == "smaller-model" else "",
+                                       study.overrides.get(strategy, []), tau)
+                cfg.run_dir = str(study_dir / "runs" / stem)
+                runs.append(StudyRun(strategy, seed, cfg, stage_fingerprints(cfg, build_stages(cfg)), tau))
+    if study.taus:
+        check_tau_sweep(study, runs[0].cfg)
     return runs
+
+
+def check_tau_sweep(study: StudyConfig, cfg: ExperimentConfig) -> None:
+    """A sweep must reach the heads and its proxy must be computed, before any run starts."""
+    if cfg.selection.rule != "threshold":
+        raise UserError(f"study.taus sweeps selection.tau, which selection.rule={cfg.selection.rule!r} ignores; "
+                        "set selection.rule=threshold")
+    if study.tau_metric == "helmet" and not cfg.helmet.path:
+        raise UserError("study.tau_metric=helmet, but the experiment has no helmet.path: give your HELMET checkout "
+                        "or choose tau_metric niah_rouge_recall or niah_accuracy")
 
 
 def stage_owners(runs: list[StudyRun]) -> list[dict[str, RunDir]]:
@@ -149,10 +170,15 @@ def run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path,
     write_json(plan_file(study_dir), {
         "name": experiment.get("name"), "development": development, "seeds": seeds,
         "strategies": study.strategies, "long_from": study.long_from, "metric": study.metric,
-        "runs": [{"strategy": r.strategy, "seed": r.seed, "run_dir": str(r.run.root)} for r in runs]})
+        **({"taus": study.taus, "tau_metric": study.tau_metric, "tau_helmet_categories": study.tau_helmet_categories}
+           if study.taus else {}),
+        "runs": [{"strategy": r.strategy, "seed": r.seed, "run_dir": str(r.run.root),
+                  **({"tau": r.tau} if r.tau is not None else {})} for r in runs]})
     shared = len({p for r in runs for p in r.prints.values()})
     total = sum(len(r.prints) for r in runs)
-    log(f"{len(runs)} runs ({len(study.strategies)} strategies x seeds {seeds}): {total} stages, {shared} to compute")
+    taus = f" x taus {study.taus}" if study.taus else ""
+    log(f"{len(runs)} runs ({len(study.strategies)} strategies{taus} x seeds {seeds}): {total} stages, "
+        f"{shared} to compute")
     failed = execute(runs, study.processes or os.cpu_count() or 1, log)
     report = write_study_report(study_dir)
     log_results(tracking, "study", study_figures(study_dir))

@@ -1,7 +1,7 @@
 """A study: a strategy x seed grid over one experiment (`retmask study`), as typed config.
 
 A study file is an experiment config plus a `study` section; each run is the experiment with its
-strategy, its seed and the strategy's overrides applied.
+strategy, its seed (and, in a tau sweep, its selection.tau) and the strategy's overrides applied.
 """
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 
 from retmask.config import ExperimentConfig, ToyModelConfig, check_choice, resolve
 from retmask.typed_yaml import ConfigError, apply_override, from_dict, read_yaml_mapping
+
+
+TAU_METRICS = ("niah_rouge_recall", "niah_accuracy", "helmet")
 
 
 @dataclass
@@ -33,6 +36,16 @@ class StudyConfig:
     # at which two samples of the normal model can differ at all (win-lose-pair on the toy).
     overrides: dict[str, list[str]] = field(default_factory=dict)
     processes: int = 0  # shards running at once over all runs (0: one per CPU core)
+    # A tau sweep (paper Appendix A, Table 6): each tau is a run per (strategy, seed) with
+    # selection.tau set; empty: the experiment's selection.tau, one run per (strategy, seed).
+    taus: list[float] = field(default_factory=list)
+    # The proxy the report chooses tau on (highest mean over seeds, ties to the smaller tau):
+    # the trained model's NIAH ROUGE-1 recall or accuracy at lengths >= long_from, or its HELMET
+    # average over tau_helmet_categories (the run must have a helmet section).
+    tau_metric: str = "niah_rouge_recall"
+    # HELMET categories the helmet stage scores by itself (LongQA and Summ need GPT-4 scores, Cite
+    # eval_alce.py).
+    tau_helmet_categories: list[str] = field(default_factory=lambda: ["Recall", "RAG", "Re-rank", "ICL"])
 
     def validate(self, key: str) -> None:
         from retmask.strategies import STRATEGIES
@@ -49,6 +62,23 @@ class StudyConfig:
             raise ConfigError(f"{key}.processes must be >= 0 (0: one per CPU core), got {self.processes}")
         for name in self.overrides:
             check_choice(key, "overrides", name, tuple(self.strategies))
+        self._validate_taus(key)
+
+    def _validate_taus(self, key: str) -> None:
+        from retmask.helmet import CATEGORIES
+
+        outside = [tau for tau in self.taus if isinstance(tau, bool) or not 0 < tau <= 1]
+        repeated = sorted({tau for tau in self.taus if self.taus.count(tau) > 1})
+        if outside or repeated:
+            problem = f"{outside} outside (0, 1]" if outside else f"{repeated} given twice"
+            raise ConfigError(f"{key}.taus: {problem}; give distinct retrieval-score thresholds in (0, 1], "
+                              "e.g. [0.05, 0.1] (empty: the experiment's selection.tau alone)")
+        if self.taus and "retrieval-mask" not in self.strategies:
+            raise ConfigError(f"{key}.taus: tau is chosen on retrieval-mask runs; add retrieval-mask to "
+                              f"{key}.strategies ({self.strategies})")
+        check_choice(key, "tau_metric", self.tau_metric, TAU_METRICS)
+        for category in self.tau_helmet_categories:
+            check_choice(key, "tau_helmet_categories[]", category, tuple(CATEGORIES))
 
 
 def load_study(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig, dict, Path]:
@@ -68,13 +98,15 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig
 
 
 def study_run_config(experiment: dict, base: Path, name: str, strategy: str, seed: int,
-                     rejected_model: str = "", overrides: list[str] = ()) -> ExperimentConfig:
+                     rejected_model: str = "", overrides: list[str] = (), tau: float | None = None) -> ExperimentConfig:
     """One run of a study: the experiment with its strategy, its seed (synthesis, training and a
-    control strategy's head draw) and the strategy's own overrides."""
+    control strategy's head draw), its tau if the study sweeps it, and the strategy's own overrides."""
     import copy
 
     data = copy.deepcopy(experiment)
     data.update(name=name, strategy=strategy, run_dir="", control_seed=seed)
+    if tau is not None:  # only a sweep touches selection: other studies' fingerprints stay as they were
+        data.setdefault("selection", {})["tau"] = tau
     data.setdefault("synthesis", {}).setdefault("sampling", {})["seed"] = seed
     data.setdefault("train", {})["seed"] = seed
     if rejected_model:

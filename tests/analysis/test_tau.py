@@ -1,0 +1,52 @@
+"""Table 6 from run directories written by hand: the proxy per tau and seed, the chosen tau (ties to
+the smaller), unfinished runs left out, and a proxy the runs did not compute refused by name."""
+import pytest
+
+from analysis.tau import chosen_tau, tau_markdown, tau_table
+from retmask.io import write_json
+
+CATEGORIES = ["Recall", "RAG"]
+
+
+def _run(root, tau, seed, long_recall, heads, helmet=None):
+    run = root / f"retrieval-mask-tau{tau:g}-seed{seed}"
+    records = [{"length": length, "rouge_recall": recall, "found": recall >= 0.5}
+               for length, recall in ((32, 1.0), (128, long_recall))]
+    write_json(run / "stages/evaluate/niah.json", [{"model": "base", "records": records},
+                                                   {"model": "trained", "records": records}])
+    write_json(run / "stages/select_heads/heads.json", {"heads": [f"3-{h}" for h in range(heads)]})
+    if helmet is not None:
+        write_json(run / "stages/helmet_scores/averages.json", {"trained": helmet})
+    return {"strategy": "retrieval-mask", "tau": tau, "seed": seed, "run_dir": str(run)}
+
+
+def test_ties_go_to_the_smaller_tau_and_unfinished_runs_are_left_out(tmp_path):
+    runs = [_run(tmp_path, 0.1, 1, 0.6, 40), _run(tmp_path, 0.1, 2, 0.4, 40),
+            _run(tmp_path, 0.05, 1, 0.5, 79), _run(tmp_path, 0.05, 2, 0.5, 79),
+            {"strategy": "retrieval-mask", "tau": 0.2, "seed": 1, "run_dir": str(tmp_path / "never-ran")}]
+    rows = tau_table(runs, "niah_rouge_recall", 96, CATEGORIES)
+    assert [(r.tau, r.heads, r.values) for r in rows] == [(0.05, {1: 79, 2: 79}, {1: 0.5, 2: 0.5}),
+                                                          (0.1, {1: 40, 2: 40}, {1: 0.6, 2: 0.4}), (0.2, {}, {})]
+    assert chosen_tau(rows) == 0.05  # 0.5 against 0.5: the smaller tau
+    assert tau_table(runs[:2], "niah_accuracy", 96, CATEGORIES)[0].values == {1: 1.0, 2: 0.0}
+    table = tau_markdown(rows, "niah_rouge_recall", [1, 2])
+    assert table[2] == "| 0.05 | 79 | 0.500 | 0.500 | 0.500 | chosen |"
+    assert table[4] == "| 0.2 | not run | not run | not run | not run |  |"
+
+
+def _helmet(recall, rag):
+    return {str(length): {"categories": {"Recall": {"value": recall, "incomplete": False, "missing": []},
+                                         "RAG": {"value": rag, "incomplete": rag is None,
+                                                 "missing": [] if rag is not None else ["nq at length 8192: no file"]}},
+                          "overall": {"value": None, "incomplete": True, "missing": []}}
+            for length in (8192, 16384)}
+
+
+def test_the_helmet_proxy_averages_the_named_categories_and_refuses_a_missing_one(tmp_path):
+    runs = [_run(tmp_path, 0.05, 1, 0.5, 79, _helmet(60.0, 40.0)), _run(tmp_path, 0.1, 1, 0.5, 40, _helmet(70.0, 40.0))]
+    rows = tau_table(runs, "helmet", 96, CATEGORIES)
+    assert [r.values for r in rows] == [{1: 50.0}, {1: 55.0}] and chosen_tau(rows) == 0.1
+    with pytest.raises(ValueError, match=r"HELMET RAG at length \d+ has no score \(nq at length 8192: no file\)"):
+        tau_table([_run(tmp_path, 0.2, 1, 0.5, 20, _helmet(60.0, None))], "helmet", 96, CATEGORIES)
+    with pytest.raises(ValueError, match="no stages/helmet_scores/averages.json; study.tau_metric=helmet needs"):
+        tau_table([_run(tmp_path / "bare", 0.05, 1, 0.5, 79)], "helmet", 96, CATEGORIES)
