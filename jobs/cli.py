@@ -222,6 +222,11 @@ def cmd_study(args) -> int:
     study_dir = Path(args.dir or Path("runs") / (experiment.get("name") or Path(args.config).stem)).absolute()
     if args.development:
         study_dir = study_dir / "development"
+    if args.cluster:
+        return _submit_study(study, experiment, base, study_dir, args)
+    if args.dry_run or args.force:
+        raise ConfigError(f"{'--dry-run' if args.dry_run else '--force'} is for a study on a cluster: add --cluster "
+                          "PROFILE (a study here reuses what is done and moves outputs of another config aside itself)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     print(f"study directory: {study_dir}", flush=True)
@@ -232,6 +237,26 @@ def cmd_study(args) -> int:
     if failed:
         return _fail(f"{len(failed)} run(s) failed; rerun the same command to resume them:\n" +
                      "\n".join(f"  {error}" for error in failed.values()))
+    return 0
+
+
+def _submit_study(study, experiment, base, study_dir: Path, args) -> int:
+    """`retmask study --cluster`: submit the runs, or go on with them; the report once all are done."""
+    from analysis.study import summary_lines
+    from jobs.schedulers import scheduler_for
+    from jobs.study_cluster import dry_run_study, submit_study
+
+    profile = _cluster_profile(args)
+    if args.dry_run:
+        print(dry_run_study(study, experiment, base, study_dir, args.development, profile))
+        return 0
+    scheduler_for(profile).check(profile)  # before anything is written
+    print(f"study directory: {study_dir}", flush=True)
+    report = submit_study(study, experiment, base, study_dir, args.development, profile, force=args.force,
+                          log=lambda line: print(line, flush=True), check_inputs=_check_inputs)
+    if report is not None:
+        print("\n".join(summary_lines(study_dir)))
+        print(f"every run finished; report: {report}")
     return 0
 
 
@@ -333,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--dir", help="study directory (default: runs/<name>)")
     study.add_argument("--development", action="store_true",
                        help="run the development seeds (where hyper-parameters are chosen) instead of the report's")
+    _add_cluster_arguments(study, required=False)  # rerun with --cluster: resubmits what failed, reports when done
     study.set_defaults(func=cmd_study)
 
     submit = sub.add_parser("submit", help="submit every stage to a cluster (SLURM, Grid Engine, PBS): arrays + dependencies")

@@ -50,17 +50,33 @@ def chunks(items: list[int], size: int) -> list[list[int]]:
 
 class ClusterPipeline:
     def __init__(self, cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, log=print,
-                 until: str | None = None):
+                 until: str | None = None, shared: dict[str, RunDir] | None = None):
+        """`shared`: in a study, stage -> the run that computes it (jobs/sharing.py); those stages
+        are no jobs of this run: its jobs wait for the owner's and take them. Default: as the run's
+        manifest recorded at its first submission."""
         from jobs.local import upstream_of
 
         self.cfg, self.run, self.profile, self.log = cfg, run, profile, log
         self.scheduler = scheduler_for(profile)
         all_stages = build_stages(cfg)
         self.prints = stage_fingerprints(cfg, all_stages)
-        self.stages = upstream_of(all_stages, until) if until else all_stages
+        self.all_stages = upstream_of(all_stages, until) if until else all_stages
+        if shared is None:
+            shared = {name: RunDir(root) for name, root in run.read_manifest().get("shared", {}).items()}
+        # Only heavy stages are taken: a light one runs inside another job of the owner (jobs/units.py),
+        # so waiting for it would wait for that whole job; this run recomputes it (seconds) instead.
+        heavy = {stage.name for stage in self.all_stages if not is_light(stage, cfg)}
+        self.shared = {name: owner for name, owner in shared.items() if name in heavy}
+        self.stages = [stage for stage in self.all_stages if stage.name not in self.shared]
         # With a CPU partition, preparing the prompts (minutes of CPU for a million rows) is a CPU job
         # of its own beside detection, instead of holding the first synthesis tasks' GPUs meanwhile.
         self.units = scheduling_units(self.stages, cfg, ("prepare_prompts",) if profile.cpu_partition else ())
+
+    def shared_inputs(self, unit: Unit) -> dict[str, str]:
+        """The stages a job of `unit` takes from other runs of its study: stage -> that run."""
+        from jobs.sharing import shared_inputs
+
+        return {name: str(self.shared[name].root) for name in shared_inputs(self.all_stages, unit.stages(), self.shared)}
 
     # ------------------------------------------------------------------ what each job asks for
 
@@ -94,10 +110,10 @@ class ClusterPipeline:
         if self.uses_launcher(unit.stage):
             from jobs.launch import TrainingLaunch
 
-            return TrainingLaunch(unit.before, unit.after, unit.waits_for)
+            return TrainingLaunch(unit.before, unit.after, unit.waits_for, self.shared_inputs(unit))
         from jobs.runner import UnitTask
 
-        return UnitTask(unit.before, unit.after, unit.waits_for)
+        return UnitTask(unit.before, unit.after, unit.waits_for, self.shared_inputs(unit))
 
     # ------------------------------------------------------------------ rendering (dry run, golden files)
 
@@ -139,7 +155,12 @@ class ClusterPipeline:
             line += f"  after {', '.join(waits)}" if waits else ""
             line += f"; runs first {', '.join(unit.before)}" if unit.before else ""
             line += f"; then {', '.join(unit.after)}" if unit.after else ""
+            taken = self.shared_inputs(unit)
+            line += f"; takes {', '.join(taken)} from the study's run that computes them" if taken else ""
             lines.append(line)
+        for owner in sorted({str(owner.root) for owner in self.shared.values()}):
+            names = [name for name, run in self.shared.items() if str(run.root) == owner]
+            lines.append(f"#   (computed by {owner}: {', '.join(names)})")
         waits = critical_waits(self.units, "detect" if any(u.name == "detect" for u in self.units) else None)
         lines.append(f"# scheduler waits on the critical path after detection: {waits}")
         return "\n".join(lines) + "\n"
@@ -196,10 +217,12 @@ class ClusterPipeline:
         limit = max_array_size or self.profile.max_array_size or self.scheduler.max_array_size()
         attempt = time.strftime("%Y%m%d-%H%M%S")
         manifest = self.record(plans)  # the graph first, so status reads the run even if nothing is accepted
+        owner_waits = self.owner_waits({name for plan in plans if plan.todo for name in self.shared_inputs(plan.unit)})
         for plan in plans:
             if not plan.todo:
                 continue
             waits = [job for dep in plan.unit.waits_for for job in outstanding.get(dep, [])]
+            waits += [job for name in self.shared_inputs(plan.unit) for job in owner_waits[name]]
             plan.log_folder = str(self.run.log_dir(plan.stage.name) / attempt)
             executor = self.scheduler.executor(plan.log_folder)
             params = {**plan.parameters, **(parameter_updates or {}).get(plan.stage.name, {})}
@@ -231,13 +254,27 @@ class ClusterPipeline:
                      + (f" after {', '.join(sorted(set(waits)))}" if waits else ""))
         return manifest
 
+    def owner_waits(self, names: set[str]) -> dict[str, list[str]]:
+        """Per shared stage named, the owner's jobs still to end before this run can take it."""
+        from jobs.sharing import owner_jobs
+
+        by_name = {stage.name: stage for stage in self.all_stages}
+        return {name: owner_jobs(self.shared[name], name, self.prints[name], by_name[name].shards(self.cfg))
+                for name in names}
+
     def record(self, plans: list[StagePlan]) -> dict:
-        """Merge these plans into the manifest: job ids per shard (newest last), and for each light
-        stage the jobs that run it."""
+        """Merge these plans into the manifest: job ids per shard (newest last), for each light
+        stage the jobs that run it, and the stages taken from other runs of a study."""
         manifest = self.run.read_manifest()
-        manifest.update({"executor": self.scheduler.kind, "updated": time.time(), "order": [s.name for s in self.stages],
-                         "profile": self.profile.__dict__})
+        manifest.update({"executor": self.scheduler.kind, "updated": time.time(),
+                         "order": [s.name for s in self.all_stages], "profile": self.profile.__dict__})
         stages = manifest.setdefault("stages", {})
+        if self.shared:
+            manifest["shared"] = {name: str(owner.root) for name, owner in self.shared.items()}
+        for stage in self.all_stages:
+            if stage.name in self.shared:
+                stages[stage.name] = {"fingerprint": self.prints[stage.name], "shards": stage.shards(self.cfg),
+                                      "depends": list(stage.depends), "shared_from": str(self.shared[stage.name].root)}
         for plan in plans:
             entry = stages.setdefault(plan.stage.name, {})
             if entry.get("fingerprint") != plan.fingerprint:

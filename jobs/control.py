@@ -76,7 +76,9 @@ def live_jobs(run: RunDir) -> list[str]:
 
 
 def submit(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: bool = False, log=print,
-           until: str | None = None) -> dict:
+           until: str | None = None, shared: dict[str, RunDir] | None = None) -> dict:
+    """Submit the run's stages (up to `until`); `shared`: a study run's stages another run of the
+    study computes (jobs/sharing.py)."""
     scheduler_for(profile).check(profile)
     with one_submitter(run):
         live = live_jobs(run)
@@ -86,7 +88,7 @@ def submit(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: b
                             f"{', ...' if len(live) > 5 else ''}); a second submit would run them twice. Follow them "
                             f"with `retmask status {quoted}`, resubmit what failed with `retmask resume {quoted}`, "
                             f"or withdraw them with `retmask cancel {quoted}` first")
-        pipeline = ClusterPipeline(cfg, run, profile, log, until=until)
+        pipeline = ClusterPipeline(cfg, run, profile, log, until=until, shared=shared)
         plans = pipeline.plan(force=force)  # refuses outputs of another config before anything is written
         if not any(plan.todo for plan in plans):
             log("every stage is already done for this config; nothing submitted")
@@ -104,15 +106,17 @@ def _scaled(value: str | int, factor: float) -> str | int:
 
 
 def resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: bool = False,
-           time_factor: float = 1.0, mem_factor: float = 1.0, log=print) -> dict:
+           time_factor: float = 1.0, mem_factor: float = 1.0, log=print,
+           shared: dict[str, RunDir] | None = None) -> dict:
     """Resubmit only failed or missing shards and unfinished stages; downstream jobs wait for the new
-    ids and for whatever is still queued or running. Refuses outputs of another config unless `force`."""
+    ids and for whatever is still queued or running. Refuses outputs of another config unless `force`.
+    `shared`: a study run's stages other runs compute (default: as its first submission recorded)."""
     with one_submitter(run):
-        return _resume(cfg, run, profile, force, time_factor, mem_factor, log)
+        return _resume(cfg, run, profile, force, time_factor, mem_factor, log, shared)
 
 
 def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: bool, time_factor: float,
-            mem_factor: float, log) -> dict:
+            mem_factor: float, log, shared: dict[str, RunDir] | None) -> dict:
     manifest = run.read_manifest()
     if scheduler_of_run(manifest) is None:
         raise ConfigError(f"{run.root} was not submitted to a cluster; rerun `retmask run` on it to resume locally")
@@ -131,7 +135,7 @@ def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: 
     for status in stages:
         previous = manifest["stages"].get(status.name, {}).get("parameters", {})
         for shard in status.states:
-            if shard.state == "running":
+            if shard.state == "running" and shard.job_id:  # not a stage another run of a study computes
                 active[status.name].add(shard.shard)
                 outstanding[status.name].append(shard.job_id)
             elif shard.state == "failed" and shard.failure == "TIMEOUT" and time_factor != 1 and "time" in previous:
@@ -139,7 +143,7 @@ def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: 
             elif shard.state == "failed" and shard.failure == "OOM" and mem_factor != 1 and "mem" in previous:
                 updates.setdefault(status.name, {})["mem"] = _scaled(previous["mem"], mem_factor)
     submitted = [name for name in manifest.get("order", []) if name in manifest["stages"]]
-    pipeline = ClusterPipeline(cfg, run, profile, log, until=submitted[-1] if submitted else None)
+    pipeline = ClusterPipeline(cfg, run, profile, log, until=submitted[-1] if submitted else None, shared=shared)
     plans = pipeline.plan(active, force=force)
     if not any(plan.todo for plan in plans):
         log("nothing to resubmit: every shard is done, queued or running")

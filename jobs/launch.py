@@ -100,23 +100,26 @@ class TrainingLaunch(Checkpointable):
     """The training job as a whole: requeued by submitit on time limit or preemption, it
     resumes from the latest checkpoint (see jobs/stages/train.py)."""
 
-    def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = (), waits_for: tuple[str, ...] = ()):
-        # light stages hosted (jobs/units.py), and the jobs' stages it starts after
+    def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = (), waits_for: tuple[str, ...] = (),
+                 shared: dict[str, str] | None = None):
+        # light stages hosted (jobs/units.py), the jobs' stages it starts after, and the stages it
+        # takes from another run of its study
         self.before, self.after, self.waits_for = tuple(before), tuple(after), tuple(waits_for)
+        self.shared = dict(shared or {})
 
     def __call__(self, run_root: str) -> str:
-        return launch_training(run_root, self.before, self.after, self.waits_for)
+        return launch_training(run_root, self.before, self.after, self.waits_for, self.shared)
 
 
-def launch_training(run_root: str, before=(), after=(), waits_for=()) -> str:
+def launch_training(run_root: str, before=(), after=(), waits_for=(), shared: dict[str, str] | None = None) -> str:
     """Runs on every node of the training job (one task per node)."""
     from jobs.pipeline import build_stages, stage_fingerprints
     from jobs.profiles import ClusterProfile
-    from jobs.runner import check_upstream, load_run_config, run_light_stages
+    from jobs.runner import load_run_config, run_light_stages, take_inputs
     from retmask.rundir import RunDir
 
     run = RunDir(run_root)
-    check_upstream(run, waits_for)
+    take_inputs(run, waits_for, shared)
     run_light_stages(run, before, only_when_ready=False)  # every node: the first computes, the rest wait
     cfg = load_run_config(run)
     profile = ClusterProfile(**{k: v for k, v in run.read_manifest()["profile"].items()})

@@ -19,6 +19,7 @@ import submitit
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
 from jobs.progress_view import ProgressView, stage_line
 from jobs.runner import run_shard
+from jobs.sharing import take_when_finished
 from jobs.status import last_error_line
 from retmask.config import ConfigError, ExperimentConfig
 from retmask.rundir import RunDir
@@ -128,10 +129,7 @@ class LocalPipeline:
         for name, p in self.progress.items():
             if p.owner is None:
                 continue
-            if len(p.owner.done_shards(name, p.fingerprint)) == p.shards:
-                if self.run.stage_dir(name).exists():
-                    self.run.supersede(name)
-                self.run.adopt(name, p.owner)
+            if take_when_finished(self.run, name, p.fingerprint, p.shards, p.owner):
                 p.done = self.run.done_shards(name, p.fingerprint)
                 p.shared_from, p.owner, p.skipped = str(p.owner.root), None, True
                 self.log(f"[{name}] shared: taken from {Path(p.shared_from).name}")

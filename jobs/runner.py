@@ -129,16 +129,26 @@ def check_upstream(run: RunDir, names: tuple[str, ...] | list[str]) -> None:
 
 
 def run_unit_task(run_root: str, stage_name: str, shard: int, before=(), after=(), threads: int = 0,
-                  waits_for=()) -> str:
-    """One task of a scheduling unit: its inputs checked, the light stages it needs first, its
-    shard, then the light stages its end may make ready."""
+                  waits_for=(), shared: dict[str, str] | None = None) -> str:
+    """One task of a scheduling unit: the stages it reads from another run of its study taken,
+    its inputs checked, the light stages it needs first, its shard, then the light stages its end
+    may make ready."""
     _prepare(threads)
     run = RunDir(Path(run_root))
-    check_upstream(run, waits_for)
+    take_inputs(run, waits_for, shared or {})
     run_light_stages(run, before, only_when_ready=False)
     result = run_shard(run_root, stage_name, shard, threads)
     run_light_stages(run, after, only_when_ready=True)
     return result
+
+
+def take_inputs(run: RunDir, waits_for=(), shared: dict[str, str] | None = None) -> None:
+    """A job's inputs: the shared stages (stage -> the study run that computes them) taken from
+    their owners, then every input checked complete."""
+    from jobs.sharing import take_shared
+
+    take_shared(run, shared or {})
+    check_upstream(run, tuple(waits_for) + tuple(shared or ()))
 
 
 class UnitTask(Checkpointable):
@@ -147,8 +157,11 @@ class UnitTask(Checkpointable):
     is done and continues from what it already wrote: rows for detection and synthesis, the latest
     checkpoint for training."""
 
-    def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = (), waits_for: tuple[str, ...] = ()):
+    def __init__(self, before: tuple[str, ...] = (), after: tuple[str, ...] = (), waits_for: tuple[str, ...] = (),
+                 shared: dict[str, str] | None = None):
         self.before, self.after, self.waits_for = tuple(before), tuple(after), tuple(waits_for)
+        self.shared = dict(shared or {})  # stage -> the study run it is taken from
 
     def __call__(self, run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:
-        return run_unit_task(run_root, stage_name, shard, self.before, self.after, threads, self.waits_for)
+        return run_unit_task(run_root, stage_name, shard, self.before, self.after, threads, self.waits_for,
+                             self.shared)

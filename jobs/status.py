@@ -89,10 +89,22 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
     if local_alive:
         source = "the local run's process"
     result = []
+    owners: dict[str, dict[str, StageStatus]] = {}
     for name in manifest.get("order", list(stages)):
         entry = stages.get(name, {})
         status = StageStatus(name, entry.get("shards", 0))
         done = _done_markers(run, name, entry.get("fingerprint", ""))
+        if entry.get("shared_from") and len(done) < status.shards:
+            # taken from another run of the study once its jobs there end: as far as it is there
+            owner = entry["shared_from"]
+            if owner not in owners:
+                owners[owner] = {s.name: s for s in run_status(RunDir(owner), query_scheduler)[0]}
+            there = owners[owner].get(name)
+            status.states = [ShardState(k, "done" if k in done else there.states[k].state
+                                        if there and k < len(there.states) else "missing")
+                             for k in range(status.shards)]
+            result.append(status)
+            continue
         local_failures = entry.get("failed", {})
         for shard in range(status.shards):
             job_id = entry.get("job_ids", {}).get(str(shard))
@@ -129,7 +141,28 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
         for shard in status.states:
             if shard.state == "hosted":
                 shard.state = _hosted_state(result, stages[status.name]["runs_in"])
+    _block_behind_failures(result, {name: entry.get("depends", []) for name, entry in stages.items()})
     return result, source
+
+
+def _block_behind_failures(result: list[StageStatus], depends: dict[str, list[str]]) -> None:
+    """A pending shard with a failed or blocked stage anywhere upstream is blocked: the scheduler
+    names only the first job behind a failure (DependencyNeverSatisfied), while the jobs behind
+    that one wait on a job that never ends and look merely pending."""
+    broken = {status.name for status in result if any(s.state in ("failed", "blocked") for s in status.states)}
+    if not broken:
+        return
+    for status in result:
+        upstream, todo = set(), list(depends.get(status.name, []))
+        while todo:
+            name = todo.pop()
+            if name not in upstream:
+                upstream.add(name)
+                todo.extend(depends.get(name, []))
+        if upstream & broken:
+            for shard in status.states:
+                if shard.state == "pending":
+                    shard.state, shard.failure = "blocked", BLOCKED_REASON
 
 
 def _local_driver_alive(manifest: dict) -> bool:

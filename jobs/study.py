@@ -154,19 +154,20 @@ def execute(runs: list[StudyRun], processes: int, log=print, timeout_min: int = 
     return failed
 
 
-def run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, development: bool = False,
-              log=print) -> tuple[Path, dict[int, str]]:
-    """Plan, run and report a study; returns the report's path and the failed runs."""
-    from analysis.study import write_study_report
-
+def study_seeds(study: StudyConfig, development: bool) -> list[int]:
     seeds = study.development_seeds if development else study.seeds
     if not seeds:
         raise UserError("study.development_seeds is empty; name the seeds hyper-parameters are chosen on")
+    return seeds
+
+
+def prepare_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, development: bool,
+                  log=print) -> list[StudyRun]:
+    """The study's runs, planned, checked and written down (study.json), before any runs."""
+    seeds = study_seeds(study, development)
     runs = plan_runs(study, experiment, base, study_dir, seeds, smaller_model_path(study, log))
     # the study's own tracker run, beside those of its runs; its trackers are checked before any run starts
-    tracking = study_destination(runs[0].cfg, study_dir, study_name(experiment))
-    for run in runs:
-        record_config(run.cfg)
+    study_destination(runs[0].cfg, study_dir, study_name(experiment))
     write_json(plan_file(study_dir), {
         "name": experiment.get("name"), "development": development, "seeds": seeds,
         "strategies": study.strategies, "long_from": study.long_from, "metric": study.metric,
@@ -179,10 +180,26 @@ def run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path,
     taus = f" x taus {study.taus}" if study.taus else ""
     log(f"{len(runs)} runs ({len(study.strategies)} strategies{taus} x seeds {seeds}): {total} stages, "
         f"{shared} to compute")
+    return runs
+
+
+def run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, development: bool = False,
+              log=print) -> tuple[Path, dict[int, str]]:
+    """Plan, run and report a study on this machine; returns the report's path and the failed runs."""
+    runs = prepare_study(study, experiment, base, study_dir, development, log)
+    for run in runs:
+        record_config(run.cfg)
     failed = execute(runs, study.processes or os.cpu_count() or 1, log)
+    return report_study(runs, study_dir, experiment), failed
+
+
+def report_study(runs: list[StudyRun], study_dir: Path, experiment: dict) -> Path:
+    """The study report, also sent to the study's trackers."""
+    from analysis.study import write_study_report
+
     report = write_study_report(study_dir)
-    log_results(tracking, "study", study_figures(study_dir))
-    return report, failed
+    log_results(study_destination(runs[0].cfg, study_dir, study_name(experiment)), "study", study_figures(study_dir))
+    return report
 
 
 def study_figures(study_dir: Path) -> dict:

@@ -30,7 +30,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from retmask.errors import UserError
@@ -78,6 +78,28 @@ CATEGORIES: dict[str, tuple[DatasetSpec, ...]] = {
              DatasetSpec("multi_lexsum", "multi_lexsum_<N>", ("gpt-4-f1",), _GPT4)),
 }
 DATASETS: dict[str, DatasetSpec] = {s.name: s for specs in CATEGORIES.values() for s in specs}
+
+# Scoring the GPT-4-judged datasets by ROUGE instead, as the paper's pilot runs chose tau (Appendix A):
+# the metrics eval.py already writes for them into .json.score (utils.calculate_metrics: rougeL and
+# rougeLsum, f1 and recall, x100). ROUGE-L F1 for answers, as HELMET scores infbench_qa; ROUGE-Lsum F1
+# for the multi-sentence summaries.
+ROUGE_FOR_JUDGE = {"narrativeqa": "rougeL_f1", "infbench_sum": "rougeLsum_f1", "multi_lexsum": "rougeLsum_f1"}
+SCORINGS = ("judge", "rouge")  # judge: HELMET's own metrics (collect_results.py); rouge: ROUGE_FOR_JUDGE
+
+
+def categories_for(scoring: str) -> dict[str, tuple[DatasetSpec, ...]]:
+    """The categories' datasets and metrics under `scoring` (SCORINGS)."""
+    if scoring not in SCORINGS:
+        raise HelmetError(f"scoring {scoring!r}: expected one of {', '.join(SCORINGS)}")
+    if scoring == "judge":
+        return CATEGORIES
+    return {category: tuple(replace(spec, metrics=(ROUGE_FOR_JUDGE[spec.name],), score_suffix=".json.score")
+                            if spec.name in ROUGE_FOR_JUDGE else spec for spec in specs)
+            for category, specs in CATEGORIES.items()}
+
+
+def _datasets_for(scoring: str) -> dict[str, DatasetSpec]:
+    return {spec.name: spec for specs in categories_for(scoring).values() for spec in specs}
 CATEGORY_OF: dict[str, str] = {s.name: c for c, specs in CATEGORIES.items() for s in specs}
 _SCALE = {"gpt-4-score": 100 / 3, "gpt-4-f1": 100.0}  # collect_results.py's rescaling to 0-100
 _HINT = {"gpt-4-score": "scripts/eval_gpt4_longqa.py writes it", "gpt-4-f1": "scripts/eval_gpt4_summ.py writes it",
@@ -139,10 +161,12 @@ def _identify(path: Path) -> tuple[DatasetSpec, int, str, str]:
                       f"with a dataset among {', '.join(DATASETS)}")
 
 
-def parse_score_file(path: str | Path) -> list[HelmetResult]:
-    """The metrics HELMET takes from one result file (.json.score, -gpt4eval_o.json or raw .json)."""
+def parse_score_file(path: str | Path, scoring: str = "judge") -> list[HelmetResult]:
+    """The metrics HELMET takes from one result file (.json.score, -gpt4eval_o.json or raw .json);
+    with scoring="rouge", ROUGE in place of a judged dataset's GPT-4 metric."""
     path = Path(path)
-    spec, length, _, _ = _identify(path)
+    identified, length, _, _ = _identify(path)
+    spec = _datasets_for(scoring)[identified.name]
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -179,8 +203,9 @@ def _checked_lengths(lengths: Iterable[int]) -> list[int]:
 
 
 def find_results(output_dir: str | Path, lengths: Iterable[int], datasets: Iterable[str] | None = None,
-                 tag: str | None = None) -> list[HelmetResult]:
-    """Every metric HELMET reads for each expected (dataset, length) in `output_dir`.
+                 tag: str | None = None, scoring: str = "judge") -> list[HelmetResult]:
+    """Every metric HELMET reads for each expected (dataset, length) in `output_dir` (with
+    scoring="rouge", ROUGE in place of the judged datasets' GPT-4 metrics).
 
     A (dataset, length) that has no file, an unreadable one, lacks a metric, or has several runs
     (different tag/settings; pass `tag` to choose) comes back with value None and the reason.
@@ -190,6 +215,7 @@ def find_results(output_dir: str | Path, lengths: Iterable[int], datasets: Itera
         raise HelmetError(f"HELMET output directory {root} does not exist or is not a directory; expected "
                           f"the --output_dir of HELMET's eval.py, holding <dataset>_..._in<length>_...json.score")
     lengths, names = _checked_lengths(lengths), _checked_datasets(datasets)
+    specs = _datasets_for(scoring)
     found: dict[tuple[str, int], dict[str, dict[str, Path]]] = {}  # (dataset, length) -> stem -> kind -> path
     for path in sorted(root.iterdir()):
         try:
@@ -201,22 +227,25 @@ def find_results(output_dir: str | Path, lengths: Iterable[int], datasets: Itera
         found.setdefault((spec.name, length), {}).setdefault(stem, {})[kind] = path
 
     def failed(name: str, length: int, where: Path, reason: str) -> list[HelmetResult]:
-        return [HelmetResult(name, length, m, None, where, reason) for m in DATASETS[name].metrics]
+        return [HelmetResult(name, length, m, None, where, reason) for m in specs[name].metrics]
 
     results: list[HelmetResult] = []
     for length in lengths:
         for name in names:
             runs = found.get((name, length), {})
             if not runs:
-                results += failed(name, length, root / DATASETS[name].expected(length, tag), "no result file")
+                results += failed(name, length, root / specs[name].expected(length, tag), "no result file")
             elif len(runs) > 1:
                 results += failed(name, length, root, f"{len(runs)} runs ({', '.join(sorted(runs))}); "
                                   "pass tag= or remove the ones not meant")
             else:
                 kinds = next(iter(runs.values()))
-                path = next(kinds[k] for k in _PREFERENCE if k in kinds)
+                # the file its metric is written to first (the judge's, or .json.score for ROUGE),
+                # then in collect_results.py's order
+                preference = (specs[name].score_suffix, *_PREFERENCE)
+                path = next(kinds[k] for k in preference if k in kinds)
                 try:
-                    results += parse_score_file(path)
+                    results += parse_score_file(path, scoring)
                 except HelmetError as exc:
                     results += failed(name, length, path, str(exc))
     return results
@@ -227,7 +256,7 @@ def _mean(values: list[float]) -> float:
 
 
 def category_averages(results: Iterable[HelmetResult], expected_datasets: Iterable[str] | None = None,
-                      lengths: Iterable[int] | None = None) -> dict[int, LengthAverages]:
+                      lengths: Iterable[int] | None = None, scoring: str = "judge") -> dict[int, LengthAverages]:
     """Per length: each category's mean over its (dataset, metric) values, and the mean of categories.
 
     Any expected value that is absent or failed makes its category and the overall None and incomplete,
@@ -246,7 +275,7 @@ def category_averages(results: Iterable[HelmetResult], expected_datasets: Iterab
     out: dict[int, LengthAverages] = {}
     for length in lengths:
         categories: dict[str, Average] = {}
-        for category, specs in CATEGORIES.items():
+        for category, specs in categories_for(scoring).items():
             values: list[float] = []
             missing: dict[str, Missing] = {}  # one entry per dataset, even with several metrics
             for spec in (s for s in specs if s.name in names):

@@ -1,0 +1,111 @@
+"""A tau sweep (paper Table 6) submitted to the real local SLURM with `retmask study --cluster`:
+the second tau's jobs wait for the first's detection and take it instead of running their own; a
+rerun while jobs are queued leaves them alone; a failed shard is resumed by the same command; the
+last rerun writes the report, whose tau table holds each run's own numbers and names the best tau."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from retmask.io import read_json, write_json
+from retmask.rundir import RunDir
+from tests.conftest import REPO
+from tests.helpers.cluster_runs import wait_until_idle
+
+SWEEP = REPO / "configs/toy-tau-sweep.yaml"
+SMALL = ["study.seeds=[1]", "synthesis.max_prompts=32", "train.max_steps=4", "train.per_device_batch_size=8",
+         "train.global_batch_size=8", "evaluation.niah_lengths=[32, 128, 4]", "evaluation.niah_depths=3",
+         "evaluation.random_control_draws=1"]
+LONG_FROM = 96
+FAULT = "synthesize_rejected:0"  # the second tau's own first synthesis shard fails once
+
+
+def _study(root, *extra) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "jobs.cli", "study", str(SWEEP), "--dir", str(root / "study"), "--cluster",
+            "local-slurm", *[a for s in SMALL for a in ("--set", s)], *extra]
+    return subprocess.run(args, cwd=root, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, local_slurm, toy_model_dir):
+    """(study dir, stdout of each of the four commands): submit, rerun while queued, rerun after
+    the fault (resumes), rerun when every run finished (reports)."""
+    root = tmp_path_factory.mktemp("tau-cluster")
+    runs = [RunDir(root / "study/runs" / f"retrieval-mask-tau{tau}-seed1") for tau in ("0.5", "0.9")]
+    outputs = []
+    submitted = _study(root)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    write_json(runs[1].root / "inject_faults.json", [FAULT])  # before its jobs start: they wait for detection
+    outputs.append(submitted.stdout)
+    queued = _study(root)  # at once: every job still queued or running
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    outputs.append(queued.stdout)
+    for run in runs:
+        wait_until_idle(run, settle_s=2)
+    for _ in range(2):  # the first resumes the failed run, the second writes the report
+        again = _study(root)
+        assert again.returncode == 0, again.stdout + again.stderr
+        outputs.append(again.stdout)
+        for run in runs:
+            wait_until_idle(run, settle_s=2)
+    return root / "study", outputs
+
+
+def test_the_second_tau_takes_detection_from_the_first_and_a_rerun_goes_on_from_where_it_stands(sweep):
+    root, (submitted, queued, resumed, reported) = sweep
+    first, second = (root / "runs" / f"retrieval-mask-tau{tau}-seed1" for tau in ("0.5", "0.9"))
+    assert "[retrieval-mask tau 0.5 seed 1] [detect] submitted 2 shard(s)" in submitted
+    assert "[retrieval-mask tau 0.9 seed 1] [detect]" not in submitted  # no job of its own
+    assert "0 of 2 runs finished" in submitted
+    assert queued.count("jobs queued or running; left as they are") == 2 and "submitted" not in queued
+    assert "[retrieval-mask tau 0.5 seed 1] finished" in resumed
+    assert "[retrieval-mask tau 0.9 seed 1] failed: resubmitting what is not done" in resumed
+    assert "[retrieval-mask tau 0.9 seed 1] [synthesize_rejected] submitted 1 shard(s)" in resumed
+    assert "every run finished; report:" in reported and "submitted" not in reported
+
+    detection = "stages/detect/shards/00000.jsonl"
+    assert os.stat(first / detection).st_ino == os.stat(second / detection).st_ino  # taken, not recomputed
+    for shared in ("toy_model", "detect", "synthesize_chosen"):  # same fingerprint: computed by the first run
+        assert not (second / "logs" / shared).exists(), f"the second tau ran {shared} itself"
+        assert RunDir(second).read_manifest()["stages"][shared]["shared_from"] == str(first)
+    heads = {run: read_json(run / "stages/select_heads/heads.json")["heads"] for run in (first, second)}
+    assert len(heads[first]) > len(heads[second]) > 0 and set(heads[second]) < set(heads[first])
+
+
+def _long_recall(run) -> float:
+    """The trained model's mean ROUGE recall at lengths >= LONG_FROM, read here from the run's own output."""
+    trained = next(e for e in read_json(run / "stages/evaluate/niah.json") if e["model"] == "trained")
+    values = [r["rouge_recall"] for r in trained["records"] if r["length"] >= LONG_FROM]
+    return sum(values) / len(values)
+
+
+def test_the_reported_tau_table_holds_each_runs_numbers_and_names_the_best_tau(sweep):
+    root, (*_, reported) = sweep
+    runs = {tau: root / "runs" / f"retrieval-mask-tau{tau}-seed1" for tau in ("0.5", "0.9")}
+    heads = {tau: read_json(run / "stages/select_heads/heads.json")["heads"] for tau, run in runs.items()}
+    tau = read_json(root / "report/study_results.json")["tau"]
+    assert tau["metric"] == "niah_rouge_recall"
+    own = {float(t): _long_recall(run) for t, run in runs.items()}
+    for row in tau["rows"]:
+        assert row["values"] == {"1": pytest.approx(own[row["tau"]])}
+        assert row["heads"] == {"1": len(heads[f"{row['tau']:g}"])}
+    best = max(own.values())
+    assert tau["chosen"] == min(t for t, value in own.items() if value == best)  # argmax, ties to the smaller
+    assert [row["chosen"] for row in tau["rows"]] == [row["tau"] == tau["chosen"] for row in tau["rows"]]
+    index = (root / "report/index.md").read_text()
+    assert "Table 6 in miniature" in index and f"**tau = {tau['chosen']:g}**" in index
+    assert f"-> tau {tau['chosen']:g}" in reported
+
+
+def test_a_cluster_study_dry_run_shows_what_each_run_takes_and_writes_nothing(tmp_path, toy_model_dir):
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "study", str(SWEEP), "--dir", str(tmp_path / "s"),
+                             "--cluster", "local-slurm", "--dry-run", "--set", "study.seeds=[1]"],
+                            cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.split("# ===== run ")[1:]
+    assert "detect " in first and "takes" not in first
+    assert "\n#   detect " not in second and "takes toy_model, detect from the study's run" in second
+    assert f"(computed by {tmp_path / 's/runs/retrieval-mask-tau0.5-seed1'}: toy_model, detect, synthesize_chosen)" \
+        in second
+    assert not (tmp_path / "s").exists()
