@@ -222,8 +222,9 @@ def tau_section(data: StudyData) -> tuple[list[str], dict]:
     rows = tau_table([e for e in plan["runs"] if e["strategy"] == RETMASK], metric, data.long_from,
                      plan["tau_helmet_categories"])
     chosen = chosen_tau(rows)
-    scope = (f"over HELMET {', '.join(plan['tau_helmet_categories'])}" if metric == "helmet"
-             else f"at lengths >= {data.long_from}")
+    scope = (f"over HELMET {', '.join(plan['tau_helmet_categories'])}"
+             + (" (ROUGE in place of the GPT-4 judge)" if metric == "helmet_rouge" else "")
+             if metric.startswith("helmet") else f"at lengths >= {data.long_from}")
     verdict = (f"**tau = {chosen:g}**, the highest mean over seeds (ties: the smaller tau)" if chosen is not None
                else "none: no retrieval-mask run finished")
     lines = [f"## Table 6 in miniature: tau chosen on `{metric}`", "",

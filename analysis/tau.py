@@ -32,11 +32,15 @@ def finished(run: Path) -> bool:
     return (run / "stages/evaluate/niah.json").is_file()
 
 
-def _helmet_value(run: Path, categories: list[str]) -> float:
-    """The trained model's HELMET average over `categories`, mean over the run's HELMET lengths."""
-    path = run / "stages/helmet_scores/averages.json"
+HELMET_FILES = {"helmet": "averages.json", "helmet_rouge": "rouge_averages.json"}  # tau_metric -> helmet_scores file
+
+
+def _helmet_value(run: Path, metric: str, categories: list[str]) -> float:
+    """The trained model's HELMET average over `categories` (helmet_rouge: ROUGE in place of the
+    GPT-4 judge), mean over the run's HELMET lengths."""
+    path = run / "stages/helmet_scores" / HELMET_FILES[metric]
     if not path.is_file():
-        raise ValueError(f"{run}: no {path.relative_to(run)}; study.tau_metric=helmet needs each run's HELMET stage "
+        raise ValueError(f"{run}: no {path.relative_to(run)}; study.tau_metric={metric} needs each run's HELMET stage "
                          "(helmet.path) to finish, or choose tau_metric niah_rouge_recall or niah_accuracy")
     per_model = read_json(path)
     if "trained" not in per_model:
@@ -58,8 +62,8 @@ def _helmet_value(run: Path, categories: list[str]) -> float:
 def proxy_value(run: Path, metric: str, long_from: int, helmet_categories: list[str]) -> float:
     """One finished run's proxy metric: the trained model's NIAH recall or accuracy at lengths >=
     long_from (the lengths beyond training, where RetMask should help), or its HELMET average."""
-    if metric == "helmet":
-        return _helmet_value(run, helmet_categories)
+    if metric in HELMET_FILES:
+        return _helmet_value(run, metric, helmet_categories)
     from analysis.study import band
 
     entries = read_json(run / "stages/evaluate/niah.json")

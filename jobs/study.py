@@ -94,8 +94,8 @@ def check_tau_sweep(study: StudyConfig, cfg: ExperimentConfig) -> None:
     if cfg.selection.rule != "threshold":
         raise UserError(f"study.taus sweeps selection.tau, which selection.rule={cfg.selection.rule!r} ignores; "
                         "set selection.rule=threshold")
-    if study.tau_metric == "helmet" and not cfg.helmet.path:
-        raise UserError("study.tau_metric=helmet, but the experiment has no helmet.path: give your HELMET checkout "
+    if study.tau_metric.startswith("helmet") and not cfg.helmet.path:
+        raise UserError(f"study.tau_metric={study.tau_metric}, but the experiment has no helmet.path: give your HELMET checkout "
                         "or choose tau_metric niah_rouge_recall or niah_accuracy")
 
 

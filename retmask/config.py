@@ -271,9 +271,11 @@ class HelmetConfig:
     """HELMET runs on the user's own checkout and data (never downloaded by us); empty path: none."""
 
     path: str = ""  # a HELMET checkout (its eval.py and data/)
+    # files of <path>/configs, each a set of tasks and lengths: HELMET's *_short.yaml run 8K-64K, the
+    # others 128K, so the paper's 8K-128K takes both of each category
     configs: list[str] = field(default_factory=lambda: [
-        "recall_short.yaml", "rag_short.yaml", "rerank_short.yaml", "cite_short.yaml", "longqa_short.yaml",
-        "summ_short.yaml", "icl_short.yaml"])  # files of <path>/configs, each a set of tasks and lengths
+        f"{category}{suffix}.yaml" for category in ("recall", "rag", "rerank", "cite", "longqa", "summ", "icl")
+        for suffix in ("_short", "")])
     lengths: list[int] = field(default_factory=lambda: [8192, 16384, 32768, 65536, 131072])
     models: list[str] = field(default_factory=lambda: ["base", "trained"])
     use_vllm: bool = False
@@ -285,6 +287,22 @@ class HelmetConfig:
         if self.path and not (Path(self.path).expanduser() / "eval.py").is_file():
             raise ConfigError(f"{key}.path: {self.path} is not a HELMET checkout (no eval.py); give the path of "
                               "your clone of princeton-nlp/HELMET with its data downloaded")
+        if self.path:
+            self._check_lengths_run(key)
+
+    def _check_lengths_run(self, key: str) -> None:
+        """Every length averaged must be one some config runs: else each of its averages would only
+        ever be incomplete."""
+        from retmask.helmet import HelmetError, config_lengths
+
+        try:
+            run = {name: config_lengths(self.path, name) for name in self.configs}
+        except HelmetError as error:
+            raise ConfigError(f"{key}.configs: {error}") from None
+        if lost := [n for n in self.lengths if not any(n in lengths for lengths in run.values())]:
+            ran = "; ".join(f"{name}: {', '.join(map(str, sorted(lengths)))}" for name, lengths in run.items())
+            raise ConfigError(f"{key}.lengths {lost}: none of {key}.configs runs them ({ran}); add the configs that "
+                              "do (HELMET's files without _short run 131072) or drop those lengths")
 
 
 GENERAL_STAGE_MODEL_ARGS = ("pretrained", "dtype", "device")  # lm-eval model arguments the general stage sets

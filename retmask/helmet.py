@@ -186,6 +186,20 @@ def parse_score_file(path: str | Path, scoring: str = "judge") -> list[HelmetRes
     return results
 
 
+def config_lengths(helmet_path: str | Path, config_file: str) -> set[int]:
+    """The input lengths a HELMET config file runs its datasets at (its `input_max_length`, one
+    per dataset, comma-separated): the *_short.yaml files 8K-64K, the others 128K."""
+    import yaml
+
+    path = Path(helmet_path).expanduser() / "configs" / config_file
+    try:
+        spec = yaml.safe_load(path.read_text())
+        return {int(n) for n in str(spec["input_max_length"]).split(",") if n.strip()}
+    except (OSError, yaml.YAMLError, TypeError, KeyError, ValueError) as exc:
+        raise HelmetError(f"{path}: not a HELMET config with input_max_length ({exc}); name files of your "
+                          f"checkout's configs/, e.g. recall_short.yaml (8K-64K) and recall.yaml (128K)") from exc
+
+
 def _checked_datasets(datasets: Iterable[str] | None) -> list[str]:
     names = list(DATASETS) if datasets is None else list(datasets)
     unknown = [n for n in names if n not in DATASETS]

@@ -12,7 +12,7 @@ from retmask.config import ExperimentConfig, ToyModelConfig, check_choice, resol
 from retmask.typed_yaml import ConfigError, apply_override, from_dict, read_yaml_mapping
 
 
-TAU_METRICS = ("niah_rouge_recall", "niah_accuracy", "helmet")
+TAU_METRICS = ("niah_rouge_recall", "niah_accuracy", "helmet", "helmet_rouge")
 
 
 @dataclass
@@ -41,10 +41,12 @@ class StudyConfig:
     taus: list[float] = field(default_factory=list)
     # The proxy the report chooses tau on (highest mean over seeds, ties to the smaller tau):
     # the trained model's NIAH ROUGE-1 recall or accuracy at lengths >= long_from, or its HELMET
-    # average over tau_helmet_categories (the run must have a helmet section).
+    # average over tau_helmet_categories (the run must have a helmet section): `helmet` as HELMET
+    # scores them (LongQA and Summ then need GPT-4 scores), `helmet_rouge` with ROUGE in place of
+    # the GPT-4 judge, as the paper's pilot runs did.
     tau_metric: str = "niah_rouge_recall"
-    # HELMET categories the helmet stage scores by itself (LongQA and Summ need GPT-4 scores, Cite
-    # eval_alce.py).
+    # Default: the categories the helmet stage scores by itself under either metric (Cite needs
+    # eval_alce.py; LongQA and Summ need a judge under `helmet`, ROUGE under `helmet_rouge`).
     tau_helmet_categories: list[str] = field(default_factory=lambda: ["Recall", "RAG", "Re-rank", "ICL"])
 
     def validate(self, key: str) -> None:

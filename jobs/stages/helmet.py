@@ -71,11 +71,17 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
                            f"{returncode}); log {log}: " + " | ".join(tail))
 
 
+AVERAGES_FILES = {"judge": "averages.json", "rouge": "rouge_averages.json"}  # scoring -> file in helmet_scores
+
+
 def merge(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    """Per model the category averages as HELMET computes them (averages.json), and with ROUGE in
+    place of the GPT-4 judge (rouge_averages.json: the paper's cheap proxy for choosing tau)."""
     from retmask.helmet import averages_json, category_averages, find_results
 
-    per_model = {}
-    for model in cfg.helmet.models:
-        results = find_results(output_dir(run, model), cfg.helmet.lengths, tag="retmask")
-        per_model[model] = averages_json(category_averages(results, lengths=cfg.helmet.lengths))
-    write_json(run.stage_dir("helmet_scores") / "averages.json", per_model)
+    for scoring, name in AVERAGES_FILES.items():
+        per_model = {}
+        for model in cfg.helmet.models:
+            results = find_results(output_dir(run, model), cfg.helmet.lengths, tag="retmask", scoring=scoring)
+            per_model[model] = averages_json(category_averages(results, lengths=cfg.helmet.lengths, scoring=scoring))
+        write_json(run.stage_dir("helmet_scores") / name, per_model)

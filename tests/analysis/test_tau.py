@@ -50,3 +50,15 @@ def test_the_helmet_proxy_averages_the_named_categories_and_refuses_a_missing_on
         tau_table([_run(tmp_path, 0.2, 1, 0.5, 20, _helmet(60.0, None))], "helmet", 96, CATEGORIES)
     with pytest.raises(ValueError, match="no stages/helmet_scores/averages.json; study.tau_metric=helmet needs"):
         tau_table([_run(tmp_path / "bare", 0.05, 1, 0.5, 79)], "helmet", 96, CATEGORIES)
+
+
+def test_the_helmet_rouge_proxy_reads_the_rouge_averages(tmp_path):
+    """helmet_rouge (the paper's pilots: ROUGE in place of the GPT-4 judge) reads rouge_averages.json,
+    not HELMET's own averages."""
+    runs = [_run(tmp_path, 0.05, 1, 0.5, 79, _helmet(60.0, 40.0)), _run(tmp_path, 0.1, 1, 0.5, 40, _helmet(70.0, 40.0))]
+    for entry, rouge in zip(runs, (_helmet(90.0, 80.0), _helmet(10.0, 20.0))):
+        write_json(tmp_path / entry["run_dir"] / "stages/helmet_scores/rouge_averages.json", {"trained": rouge})
+    rows = tau_table(runs, "helmet_rouge", 96, CATEGORIES)
+    assert [r.values for r in rows] == [{1: 85.0}, {1: 15.0}] and chosen_tau(rows) == 0.05
+    with pytest.raises(ValueError, match="no stages/helmet_scores/rouge_averages.json; study.tau_metric=helmet_rouge"):
+        tau_table([_run(tmp_path / "bare", 0.05, 1, 0.5, 79, _helmet(60.0, 40.0))], "helmet_rouge", 96, CATEGORIES)

@@ -50,5 +50,9 @@ def test_an_unknown_proxy_and_a_sweep_without_retmask_are_refused():
 @pytest.mark.parametrize("name", ["llama-3.1-8b-tau-sweep.yaml", "qwen3-8b-tau-sweep.yaml"])
 def test_the_shipped_8b_sweeps_are_the_papers_taus_on_helmet(name):
     study, experiment, _ = load_study(REPO / "configs" / name)
-    assert study.taus == [0.05, 0.1] and study.tau_metric == "helmet" and study.strategies == ["retrieval-mask"]
+    assert study.taus == [0.05, 0.1] and study.tau_metric == "helmet_rouge" and study.strategies == ["retrieval-mask"]
+    assert study.tau_helmet_categories == ["Recall", "RAG", "Re-rank", "ICL", "LongQA", "Summ"]
+    files = experiment["helmet"]["configs"]  # each category's 8K-64K and 128K files, so every length is run
+    assert sorted(files) == sorted(f"{c}{s}.yaml" for c in ("recall", "rag", "rerank", "icl", "longqa", "summ")
+                                   for s in ("_short", ""))
     assert experiment["selection"]["rule"] == "threshold" and experiment["model"]["path"] == ""  # the user's checkpoint

@@ -71,9 +71,40 @@ def test_helmet_array_then_averages_with_missing_results_named(fake_helmet, tmp_
 def test_failed_helmet_run_names_its_config_and_log(fake_helmet, tmp_path):
     (fake_helmet / "eval.py").write_text("raise SystemExit('no data/ folder')\n")
     cfg = from_dict(ExperimentConfig, {"name": "h", "model": {"path": "/m"}, "helmet": {
-        "path": str(fake_helmet), "configs": ["recall_short.yaml"]}})
+        "path": str(fake_helmet), "configs": ["recall_short.yaml"], "lengths": [8192]}})
     with pytest.raises(RuntimeError, match="HELMET eval.py failed on recall_short.yaml for the base model"):
         helmet.run(cfg, RunDir(tmp_path / "run"), 0)
+
+
+def test_lengths_no_config_runs_and_a_config_not_in_the_checkout_are_refused(fake_helmet):
+    """HELMET's *_short.yaml files run 8K-64K and the others 128K: averaging 131072 over short files
+    alone would leave every 128K average incomplete, so it is refused when the config is read."""
+    with pytest.raises(ConfigError, match=r"helmet.lengths \[131072\]: none of helmet.configs runs them "
+                                          r"\(recall_short.yaml: 8192, 16384; rerank_short.yaml: 8192\)"):
+        from_dict(ExperimentConfig, {"name": "h", "helmet": {
+            "path": str(fake_helmet), "configs": ["recall_short.yaml", "rerank_short.yaml"],
+            "lengths": [8192, 131072]}})
+    with pytest.raises(ConfigError, match="helmet.configs: .*recall.yaml: not a HELMET config with input_max_length"):
+        from_dict(ExperimentConfig, {"name": "h", "helmet": {"path": str(fake_helmet), "lengths": [8192]}})
+
+
+def test_rouge_averages_put_rouge_in_place_of_the_judge(fake_helmet, tmp_path):
+    """helmet_scores also writes rouge_averages.json (the tau pilots' proxy): narrativeqa by its
+    ROUGE-L F1 from the .score file, where averages.json waits for the GPT-4 judge's file."""
+    (fake_helmet / "configs" / "longqa_short.yaml").write_text(
+        "datasets: narrativeqa_7892,infbench_qa_eng_7982,infbench_choice_eng_7982\ninput_max_length: 8192\n"
+        "scores:\n  - [narrativeqa_7892, rougeL_f1, 30.0]\n  - [infbench_qa_eng_7982, rougeL_f1, 20.0]\n"
+        "  - [infbench_choice_eng_7982, exact_match, 70.0]\n")
+    cfg = from_dict(ExperimentConfig, {"name": "h", "model": {"path": "/models/base"}, "helmet": {
+        "path": str(fake_helmet), "configs": ["longqa_short.yaml"], "lengths": [8192], "models": ["base"]}})
+    run = RunDir(tmp_path / "run")
+    helmet.run(cfg, run, 0)
+    helmet.merge(cfg, run, 0)
+    judged = read_json(run.stage_dir("helmet_scores") / "averages.json")["base"]["8192"]["categories"]["LongQA"]
+    assert judged["value"] is None and "'gpt-4-score' missing" in judged["missing"][0]
+    assert "scripts/eval_gpt4_longqa.py writes it" in judged["missing"][0]
+    rouge = read_json(run.stage_dir("helmet_scores") / "rouge_averages.json")["base"]["8192"]["categories"]
+    assert rouge["LongQA"] == {"value": pytest.approx((30.0 + 20.0 + 70.0) / 3), "incomplete": False, "missing": []}
 
 
 def test_a_path_without_eval_py_is_refused(tmp_path):
