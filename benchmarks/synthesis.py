@@ -52,7 +52,7 @@ def masked_bytes_ratio() -> None:
 def batched_throughput() -> None:
     import torch
 
-    from retmask.config import ToyModelConfig
+    from retmask.toy.recipe import ToyModelConfig
     from retmask.generation import generate, load_model
     from retmask.io import read_jsonl
     from retmask.toy.cache import ensure_toy_model

@@ -23,7 +23,7 @@ def _fail(message: str) -> int:
 
 
 def cmd_toy_model(args) -> int:
-    from retmask.config import ToyModelConfig
+    from retmask.toy.recipe import ToyModelConfig
     from retmask.toy.train import train_toy_model
 
     out = Path(args.out_dir)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retmask.config import ExperimentConfig, ToyModelConfig, check_choice, resolve
+from retmask.config import ExperimentConfig, check_choice, resolve
+from retmask.toy.recipe import ToyModelConfig
 from retmask.typed_yaml import ConfigError, apply_override, from_dict, read_yaml_mapping
 
 

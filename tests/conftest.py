@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def toy_model_dir() -> Path:
     """The trained toy model of the default recipe (trained once, then cached by recipe)."""
-    from retmask.config import ToyModelConfig
+    from retmask.toy.recipe import ToyModelConfig
     from retmask.toy.cache import ensure_toy_model
 
     return ensure_toy_model(ToyModelConfig())

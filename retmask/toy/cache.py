@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from retmask.config import ToyModelConfig, toy_model_dir
+from retmask.toy.recipe import ToyModelConfig, toy_model_dir
 from retmask.progress import ShardProgress
 from retmask.toy.train import ASSETS_DIR, log_progress, train_toy_model
 

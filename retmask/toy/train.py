@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from retmask.config import ToyModelConfig
+from retmask.toy.recipe import ToyModelConfig
 from retmask.io import atomic_directory, write_json, write_jsonl
 from retmask.progress import ProgressReporter, ShardProgress
 from retmask.toy.task import CopyExample, haystack_text, make_example, niah_needles

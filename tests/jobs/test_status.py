@@ -26,6 +26,30 @@ def test_a_job_cancelled_for_a_failed_dependency_is_blocked_and_so_is_what_it_ho
                       "pairs": [("blocked", None)], "train": [("blocked", "DependencyNeverSatisfied")]}
 
 
+# the job behind the failure says so; the job behind that one only says it waits
+BEHIND = """100_0|FAILED|1:0|NonZeroExitCode
+101|PENDING||DependencyNeverSatisfied
+102|PENDING||Dependency
+103|RUNNING|0:0|None
+"""
+
+
+def test_a_job_waiting_on_a_blocked_job_is_blocked_too_and_other_branches_are_not(tmp_path, monkeypatch):
+    run = RunDir(tmp_path)
+    run.write_manifest({"executor": "slurm", "order": ["synthesize_rejected", "train", "evaluate", "evaluate_base"],
+                        "stages": {
+                            "synthesize_rejected": {"fingerprint": "r", "shards": 1, "job_ids": {"0": "100_0"}},
+                            "train": {"fingerprint": "t", "shards": 1, "job_ids": {"0": "101"},
+                                      "depends": ["synthesize_rejected"]},
+                            "evaluate": {"fingerprint": "e", "shards": 1, "job_ids": {"0": "102"},
+                                         "depends": ["train", "evaluate_base"]},
+                            "evaluate_base": {"fingerprint": "b", "shards": 1, "job_ids": {"0": "103"}}}})
+    monkeypatch.setattr(SlurmScheduler, "states", lambda self, job_ids: (parse_sacct(BEHIND), "sacct"))
+    states = {stage.name: [s.state for s in stage.states] for stage in run_status(run)[0]}
+    assert states == {"synthesize_rejected": ["failed"], "train": ["blocked"], "evaluate": ["blocked"],
+                      "evaluate_base": ["running"]}
+
+
 def test_sacct_array_ranges_and_empty_reasons_are_read():
     states = parse_sacct("7_[2-3%2]|PENDING||None\n8|RUNNING|0:0|None\n")
     assert states == {"7_2": {"state": "PENDING", "exit_code": ""}, "7_3": {"state": "PENDING", "exit_code": ""},

@@ -1,6 +1,7 @@
 import pytest
 
-from retmask.config import ConfigError, ExperimentConfig, from_dict, load_config, toy_recipe_hash
+from retmask.config import ConfigError, ExperimentConfig, from_dict, load_config
+from retmask.toy.recipe import toy_recipe_hash
 from tests.conftest import REPO
 
 

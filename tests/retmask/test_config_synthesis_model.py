@@ -2,7 +2,8 @@
 sense, each time with one error naming what is wrong."""
 import pytest
 
-from retmask.config import ConfigError, ExperimentConfig, ToyModelConfig, from_dict, load_config, toy_recipe_hash
+from retmask.config import ConfigError, ExperimentConfig, from_dict, load_config
+from retmask.toy.recipe import ToyModelConfig, toy_recipe_hash
 from retmask.strategies import STRATEGIES
 from retmask.typed_yaml import read_yaml_mapping
 from tests.conftest import REPO

@@ -1,7 +1,7 @@
 """The toy model every machine uses: the default recipe is shipped, so nothing is trained."""
 import json
 
-from retmask.config import SHIPPED_TOY_MODELS, ToyModelConfig, toy_model_dir, toy_recipe_hash
+from retmask.toy.recipe import SHIPPED_TOY_MODELS, ToyModelConfig, toy_model_dir, toy_recipe_hash
 from retmask.toy.cache import ensure_toy_model, is_built
 from retmask.toy.train import read_summary
 

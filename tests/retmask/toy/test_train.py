@@ -1,7 +1,7 @@
 """Toy training: deterministic under its seed on one machine, and it says how far it is."""
 from safetensors.torch import load_file
 
-from retmask.config import ToyModelConfig
+from retmask.toy.recipe import ToyModelConfig
 from retmask.toy.train import train_toy_model
 
 SHORT = dict(steps=12, warmup_steps=2, eval_examples=4, prompts=4, batch_size=8)
