@@ -144,7 +144,13 @@ def _run_of(path: str):
 
 def cmd_status(args) -> int:
     from jobs.status import format_status, run_status, watch
+    from jobs.study import plan_file
 
+    if plan_file(Path(args.run)).is_file():  # a study directory: a line per run
+        from jobs.study_cluster import study_status
+
+        print(study_status(Path(args.run), query_scheduler=not args.disk_only))
+        return 0
     run = _run_of(args.run)
     if args.watch:
         if args.interval <= 0:

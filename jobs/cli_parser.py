@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--pilot", metavar="RUN", help="a small run of this experiment on this cluster, whose shards' "
                       "rates the plan scales up")
 
-    status = sub.add_parser("status", help="shards done/running/pending/failed per stage of a run")
-    status.add_argument("run")
+    status = sub.add_parser("status", help="shards done/running/pending/failed per stage of a run (of a study: "
+                            "each run's state)")
+    status.add_argument("run", help="a run directory, or a study directory (one line per run)")
     status.add_argument("--disk-only", action="store_true", help="do not ask the scheduler")
     status.add_argument("--watch", action="store_true",
                         help="refresh until nothing runs, with rate and ETA per stage (one scheduler query each time)")

@@ -15,26 +15,41 @@ from pathlib import Path
 from jobs import control
 from jobs.profiles import ClusterProfile
 from jobs.runner import record_config
-from jobs.status import run_status
-from jobs.study import (StudyRun, plan_runs, prepare_study, report_study, smaller_model_path, stage_owners,
+from jobs.status import StageStatus, run_status
+from jobs.study import (StudyRun, plan_file, plan_runs, prepare_study, report_study, smaller_model_path, stage_owners,
                         study_seeds)
 from retmask.config import ExperimentConfig
+from retmask.io import read_json
 from retmask.rundir import RunDir
 from retmask.study_config import StudyConfig
 
 
-def run_state(run: RunDir) -> str:
-    """new (never submitted), finished, active (jobs queued or running, none failed), failed
-    (failed or blocked shards), or incomplete (shards neither done nor queued: lost jobs)."""
+def run_state(run: RunDir, query_scheduler: bool = True) -> tuple[str, list[StageStatus]]:
+    """The run's state and its stages' status. new (never submitted), finished, active (jobs queued
+    or running, none failed), failed (failed or blocked shards), or incomplete (shards neither done
+    nor queued: lost jobs)."""
     if not run.manifest_path.is_file():
-        return "new"
-    stages, _ = run_status(run)
+        return "new", []
+    stages, _ = run_status(run, query_scheduler)
     states = {shard.state for stage in stages for shard in stage.states}
     if states <= {"done"}:
-        return "finished"
+        return "finished", stages
     if states & {"failed", "blocked"}:
-        return "failed"
-    return "active" if states & {"running", "pending"} else "incomplete"
+        return "failed", stages
+    return ("active" if states & {"running", "pending"} else "incomplete"), stages
+
+
+def study_status(study_dir: Path, query_scheduler: bool = True) -> str:
+    """One line per run of a study (`retmask status STUDY_DIR`): its state, shards done and failed."""
+    plan = read_json(plan_file(study_dir))
+    lines = [f"{'run':<44}{'state':<12}{'shards done':>14}{'failed':>8}", "-" * 78]
+    for entry in plan["runs"]:
+        run = RunDir(entry["run_dir"])
+        state, stages = run_state(run, query_scheduler)
+        shards = [shard.state for stage in stages for shard in stage.states]
+        done = f"{shards.count('done')}/{len(shards)}" if shards else "-"
+        lines.append(f"{run.root.name:<44}{state:<12}{done:>14}{shards.count('failed'):>8}")
+    return "\n".join(lines)
 
 
 def submit_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, development: bool,
@@ -47,13 +62,13 @@ def submit_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Pa
     owned = stage_owners(runs)
     for run, shared in zip(runs, owned):
         _advance(run, shared, profile, force, log)
-    states = [run_state(run.run) for run in runs]
+    states = [run_state(run.run)[0] for run in runs]
     if all(state == "finished" for state in states):
         return report_study(runs, study_dir, experiment)
     waiting = sum(state != "finished" for state in states)
-    log(f"{len(runs) - waiting} of {len(runs)} runs finished. Follow a run with `retmask status RUN_DIR`; rerun "
-        f"this command when their jobs have ended: it resubmits what failed and writes the study report "
-        f"({shlex.quote(str(study_dir / 'report'))}) once every run has finished")
+    log(f"{len(runs) - waiting} of {len(runs)} runs finished. Follow them with `retmask status "
+        f"{shlex.quote(str(study_dir))}` (a run's stages: `retmask status RUN_DIR`); rerun this command when their "
+        f"jobs have ended: it resubmits what failed and writes the study report once every run has finished")
     return None
 
 
@@ -74,7 +89,7 @@ def dry_run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: P
 
 def _advance(run: StudyRun, shared: dict[str, RunDir], profile: ClusterProfile, force: bool, log) -> None:
     """One run's next step: submitted when new, resumed when failed or incomplete, else left."""
-    state = run_state(run.run)
+    state, _ = run_state(run.run)
     say = lambda line: log(f"[{run.label}] {line}")  # noqa: E731
     if state in ("finished", "active"):
         say("finished" if state == "finished" else "jobs queued or running; left as they are")

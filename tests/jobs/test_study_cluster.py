@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from jobs.study_cluster import study_status
 from retmask.io import read_json, write_json
 from retmask.rundir import RunDir
 from tests.conftest import REPO
@@ -32,7 +33,7 @@ def sweep(tmp_path_factory, local_slurm, toy_model_dir):
     """(study dir, stdout of each of the four commands): submit, rerun while queued, rerun after
     the fault (resumes), rerun when every run finished (reports)."""
     root = tmp_path_factory.mktemp("tau-cluster")
-    runs = [RunDir(root / "study/runs" / f"retrieval-mask-tau{tau}-seed1") for tau in ("0.5", "0.9")]
+    runs = [RunDir(root / "study/runs" / f"retrieval-mask-tau{tau}-seed1") for tau in ("0.5", "0.99")]
     outputs = []
     submitted = _study(root)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
@@ -54,14 +55,14 @@ def sweep(tmp_path_factory, local_slurm, toy_model_dir):
 
 def test_the_second_tau_takes_detection_from_the_first_and_a_rerun_goes_on_from_where_it_stands(sweep):
     root, (submitted, queued, resumed, reported) = sweep
-    first, second = (root / "runs" / f"retrieval-mask-tau{tau}-seed1" for tau in ("0.5", "0.9"))
+    first, second = (root / "runs" / f"retrieval-mask-tau{tau}-seed1" for tau in ("0.5", "0.99"))
     assert "[retrieval-mask tau 0.5 seed 1] [detect] submitted 2 shard(s)" in submitted
-    assert "[retrieval-mask tau 0.9 seed 1] [detect]" not in submitted  # no job of its own
+    assert "[retrieval-mask tau 0.99 seed 1] [detect]" not in submitted  # no job of its own
     assert "0 of 2 runs finished" in submitted
     assert queued.count("jobs queued or running; left as they are") == 2 and "submitted" not in queued
     assert "[retrieval-mask tau 0.5 seed 1] finished" in resumed
-    assert "[retrieval-mask tau 0.9 seed 1] failed: resubmitting what is not done" in resumed
-    assert "[retrieval-mask tau 0.9 seed 1] [synthesize_rejected] submitted 1 shard(s)" in resumed
+    assert "[retrieval-mask tau 0.99 seed 1] failed: resubmitting what is not done" in resumed
+    assert "[retrieval-mask tau 0.99 seed 1] [synthesize_rejected] submitted 1 shard(s)" in resumed
     assert "every run finished; report:" in reported and "submitted" not in reported
 
     detection = "stages/detect/shards/00000.jsonl"
@@ -71,6 +72,8 @@ def test_the_second_tau_takes_detection_from_the_first_and_a_rerun_goes_on_from_
         assert RunDir(second).read_manifest()["stages"][shared]["shared_from"] == str(first)
     heads = {run: read_json(run / "stages/select_heads/heads.json")["heads"] for run in (first, second)}
     assert len(heads[first]) > len(heads[second]) > 0 and set(heads[second]) < set(heads[first])
+    lines = study_status(root).splitlines()[2:]  # `retmask status STUDY_DIR`: a line per run
+    assert [line.split()[:2] for line in lines] == [[first.name, "finished"], [second.name, "finished"]]
 
 
 def _long_recall(run) -> float:
@@ -82,7 +85,7 @@ def _long_recall(run) -> float:
 
 def test_the_reported_tau_table_holds_each_runs_numbers_and_names_the_best_tau(sweep):
     root, (*_, reported) = sweep
-    runs = {tau: root / "runs" / f"retrieval-mask-tau{tau}-seed1" for tau in ("0.5", "0.9")}
+    runs = {tau: root / "runs" / f"retrieval-mask-tau{tau}-seed1" for tau in ("0.5", "0.99")}
     heads = {tau: read_json(run / "stages/select_heads/heads.json")["heads"] for tau, run in runs.items()}
     tau = read_json(root / "report/study_results.json")["tau"]
     assert tau["metric"] == "niah_rouge_recall"

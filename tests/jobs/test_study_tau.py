@@ -24,7 +24,7 @@ def test_a_study_without_taus_plans_the_runs_it_always_did(tmp_path, toy_model_d
         assert run.prints == stage_fingerprints(cfg, build_stages(cfg))
     sweep_study, sweep_experiment, sweep_base = load_study(SWEEP)
     sweep_runs = plan_runs(sweep_study, sweep_experiment, sweep_base, tmp_path, [1])
-    assert [r.cfg.selection.tau for r in sweep_runs] == [0.5, 0.9]
+    assert [r.cfg.selection.tau for r in sweep_runs] == [0.5, 0.99]
     # tau does not reach detection: one fingerprint for both taus (and for toy-study's tau 0.5);
     # merge_scores reads selection (its summary counts heads >= tau), so each tau merges anew
     assert sweep_runs[0].prints["detect"] == sweep_runs[1].prints["detect"] == runs[0].prints["detect"]
