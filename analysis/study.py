@@ -69,7 +69,17 @@ class StudyData:
         self.health: dict[str, dict[int, dict]] = defaultdict(dict)  # strategy -> seed -> Health.to_dict()
         self.untrained: list[dict] | None = None  # evaluate_base's niah.json
         self.scores_run: Path | None = None
-        for entry in self.plan["runs"]:
+        # A tau sweep's Table 6, and the tau the claims are measured at (the chosen one, as the paper
+        # reports its results at the tau its pilots chose)
+        self.tau_rows, self.chosen_tau = [], None
+        if self.plan.get("taus"):
+            from analysis.tau import chosen_tau, tau_table
+
+            self.tau_rows = tau_table([e for e in self.plan["runs"] if e["strategy"] == RETMASK],
+                                      self.plan["tau_metric"], self.long_from, self.plan["tau_helmet_categories"])
+            self.chosen_tau = chosen_tau(self.tau_rows)
+        # the untrained models (ablation, controls: sized by the heads tau selects) of the chosen tau first
+        for entry in sorted(self.plan["runs"], key=lambda e: e.get("tau") != self.chosen_tau):
             run = Path(entry["run_dir"])
             niah = run / "stages/evaluate/niah.json"
             name = run_label(entry)
@@ -86,6 +96,10 @@ class StudyData:
             self.health[name][entry["seed"]] = run_health(RunDir(run)).to_dict()
         if self.untrained is None:
             raise ValueError(f"{self.dir}: no run finished its evaluation; nothing to report yet")
+
+    def label(self, strategy: str) -> str:
+        """The row a claim reads for `strategy`: in a tau sweep, its runs at the chosen tau."""
+        return strategy if self.chosen_tau is None else f"{strategy} tau {self.chosen_tau:g}"
 
     def untrained_records(self, prefix: str) -> list[list[dict]]:
         """Records of each untrained entry whose name is `prefix` or starts with `prefix_`."""
@@ -149,31 +163,33 @@ def claims(data: StudyData) -> list[Claim]:
                                     "non-retrieval heads", c1))
 
     base_long = band(data.untrained_records("base")[0], metric, long_from, True)
-    mine = data.long_values(RETMASK)
-    c2 = [(None, f"{RETMASK}: not run")]
+    retmask = data.label(RETMASK)
+    mine = data.long_values(retmask)
+    c2 = [(None, f"{retmask}: not run")]
     if mine:
         diff = estimate([v - base_long for v in mine.values()])
-        c2 = [(diff, f"{RETMASK} - base, {metric} at lengths >= {long_from}: {diff.text()} over seeds "
-                     f"{sorted(mine)} (base {base_long:.3f})" + data.not_learned_note(RETMASK))]
+        c2 = [(diff, f"{retmask} - base, {metric} at lengths >= {long_from}: {diff.text()} over seeds "
+                     f"{sorted(mine)} (base {base_long:.3f})" + data.not_learned_note(retmask))]
     result.append(_claim_from("C2", "RetMask DPO on short prompts raises accuracy at long lengths over the base", c2))
 
     result.append(_claim_from("C3", "RetMask beats random-mask and non-retrieval-mask DPO (Table 1)",
-                              [_paired(data, RETMASK, "random-mask"), _paired(data, RETMASK, "non-retrieval-mask")]))
+                              [_paired(data, retmask, data.label("random-mask")),
+                               _paired(data, retmask, data.label("non-retrieval-mask"))]))
 
-    changes = data.change.get(RETMASK, {})
-    c4 = [(None, f"{RETMASK}: not run")]
+    changes = data.change.get(retmask, {})
+    c4 = [(None, f"{retmask}: not run")]
     if changes:
         diff = estimate([c["masked_mean_delta"] - c["other_mean_delta"] for c in changes.values()])
         before = [v["before"] for c in changes.values() for v in c["per_head"].values() if v["masked"]]
         ceiling = f"; the masked heads scored {sum(before) / len(before):.3f} before" if before else ""
-        c4 = [(diff, f"masked heads' retrieval-score change - other heads', after {RETMASK}: {diff.text()} "
+        c4 = [(diff, f"masked heads' retrieval-score change - other heads', after {retmask}: {diff.text()} "
                      f"over seeds {sorted(changes)}{ceiling}")]
     result.append(_claim_from("C4", "masked heads' retrieval scores rise after RetMask more than the other heads' "
                                     "(Figure 5)", c4))
     result.append(_claim_from("C5", "SFT on the chosen responses alone does not match RetMask (Appendix C)",
-                              [_paired(data, RETMASK, "sft")]))
+                              [_paired(data, retmask, data.label("sft"))]))
     result.append(_claim_from("C6", "win-lose pairs ranked by a judge do not match RetMask",
-                              [_paired(data, RETMASK, "win-lose-pair")]))
+                              [_paired(data, retmask, data.label("win-lose-pair"))]))
     return result
 
 
@@ -213,15 +229,13 @@ def write_figures(data: StudyData, out: Path) -> list[str]:
 
 def tau_section(data: StudyData) -> tuple[list[str], dict]:
     """A tau sweep's Table 6 (markdown) and its numbers with the chosen tau; nothing otherwise."""
-    from analysis.tau import chosen_tau, tau_markdown, tau_table
+    from analysis.tau import tau_markdown
 
     plan = data.plan
     if not plan.get("taus"):
         return [], {}
     metric = plan["tau_metric"]
-    rows = tau_table([e for e in plan["runs"] if e["strategy"] == RETMASK], metric, data.long_from,
-                     plan["tau_helmet_categories"])
-    chosen = chosen_tau(rows)
+    rows, chosen = data.tau_rows, data.chosen_tau
     scope = (f"over HELMET {', '.join(plan['tau_helmet_categories'])}"
              + (" (ROUGE in place of the GPT-4 judge)" if metric == "helmet_rouge" else "")
              if metric.startswith("helmet") else f"at lengths >= {data.long_from}")
@@ -230,8 +244,8 @@ def tau_section(data: StudyData) -> tuple[list[str], dict]:
     lines = [f"## Table 6 in miniature: tau chosen on `{metric}`", "",
              f"The trained model's {metric} {scope}, per tau of the {RETMASK} runs. Chosen: {verdict}.", "",
              *tau_markdown(rows, metric, data.seeds), "",
-             "The other tables have a row per (strategy, tau); claims that name a plain strategy say not run, "
-             "and C1 measures the first tau's ablation.", ""]
+             "The other tables have a row per (strategy, tau); the claims are measured on the runs at the chosen "
+             "tau (C1 on its ablation and its controls of as many heads).", ""]
     return lines, {"metric": metric, "rows": [row.to_dict() for row in rows], "chosen": chosen}
 
 
@@ -282,7 +296,7 @@ def summary_lines(study_dir: Path) -> list[str]:
     plan = read_json(Path(study_dir) / "study.json")
     lines = [f"{plan['metric']} at lengths >= {plan['long_from']} (mean [95% interval] over seeds {plan['seeds']}):"]
     table = results["tables"][plan["metric"]]
-    for name in [n for n in [BASE, *plan["strategies"]] if n in table]:
+    for name in table:  # base, then each strategy (in a tau sweep: each strategy and tau) as the report has them
         long = table[name]["long"]
         text = f"{long:.3f}" if isinstance(long, float) else Estimate(**long).text()
         lines.append(f"  {name:<22} {text}")

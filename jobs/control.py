@@ -144,7 +144,8 @@ def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: 
                 updates.setdefault(status.name, {})["mem"] = _scaled(previous["mem"], mem_factor)
     submitted = [name for name in manifest.get("order", []) if name in manifest["stages"]]
     pipeline = ClusterPipeline(cfg, run, profile, log, until=submitted[-1] if submitted else None, shared=shared)
-    plans = pipeline.plan(active, force=force)
+    plans = pipeline.plan(active, force=force)  # refuses outputs of another config before anything is written
+    record_config(cfg)  # the config the resubmitted jobs read: a study's may have changed (the earlier one is kept)
     if not any(plan.todo for plan in plans):
         log("nothing to resubmit: every shard is done, queued or running")
         return manifest

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from jobs import control
 from jobs.profiles import ClusterProfile
-from jobs.runner import record_config
 from jobs.status import StageStatus, run_status
 from jobs.study import (StudyRun, plan_file, plan_runs, prepare_study, report_study, smaller_model_path, stage_owners,
                         study_seeds)
 from retmask.config import ExperimentConfig
+from retmask.errors import UserError
 from retmask.io import read_json
 from retmask.rundir import RunDir
 from retmask.study_config import StudyConfig
@@ -91,12 +91,18 @@ def _advance(run: StudyRun, shared: dict[str, RunDir], profile: ClusterProfile, 
     """One run's next step: submitted when new, resumed when failed or incomplete, else left."""
     state, _ = run_state(run.run)
     say = lambda line: log(f"[{run.label}] {line}")  # noqa: E731
+    recorded = {name: entry.get("fingerprint") for name, entry in run.run.read_manifest().get("stages", {}).items()}
+    changed = [name for name, stage_print in run.prints.items() if recorded.get(name, stage_print) != stage_print]
+    if changed and state == "active":
+        raise UserError(f"{run.label}: the study config changed ({', '.join(changed)}) while jobs of the earlier one "
+                        f"are queued or running; withdraw them first (`retmask cancel {shlex.quote(str(run.run.root))}`)")
+    if changed and state == "finished":
+        state = "changed"  # resumed with the new config: its outputs of the old one are refused unless --force
     if state in ("finished", "active"):
         say("finished" if state == "finished" else "jobs queued or running; left as they are")
         return
     if state == "new":
         control.submit(run.cfg, run.run, profile, force=force, log=say, shared=shared)
     else:
-        record_config(run.cfg)  # the config the resubmitted jobs read (an earlier different one is kept)
         say(f"{state}: resubmitting what is not done")
         control.resume(run.cfg, run.run, profile, force=force, log=say, shared=shared)

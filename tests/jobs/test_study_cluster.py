@@ -76,6 +76,17 @@ def test_the_second_tau_takes_detection_from_the_first_and_a_rerun_goes_on_from_
     assert [line.split()[:2] for line in lines] == [[first.name, "finished"], [second.name, "finished"]]
 
 
+def test_a_rerun_with_a_changed_config_refuses_the_finished_runs_outputs_without_force(sweep):
+    root, _ = sweep
+    config = root / "runs/retrieval-mask-tau0.5-seed1/config.yaml"
+    before = config.read_text()
+    changed = _study(root.parent, "--set", "train.learning_rate=2.0e-4")
+    assert changed.returncode == 2
+    assert "stage train: its outputs were written under another config" in changed.stderr
+    assert "rerun with --force" in changed.stderr and "submitted" not in changed.stdout
+    assert config.read_text() == before  # nothing recorded for a config that was refused
+
+
 def _long_recall(run) -> float:
     """The trained model's mean ROUGE recall at lengths >= LONG_FROM, read here from the run's own output."""
     trained = next(e for e in read_json(run / "stages/evaluate/niah.json") if e["model"] == "trained")
@@ -99,6 +110,15 @@ def test_the_reported_tau_table_holds_each_runs_numbers_and_names_the_best_tau(s
     index = (root / "report/index.md").read_text()
     assert "Table 6 in miniature" in index and f"**tau = {tau['chosen']:g}**" in index
     assert f"-> tau {tau['chosen']:g}" in reported
+    # the claims are measured at the chosen tau, as the paper reports its results at the tau its pilots chose
+    c2 = next(c for c in read_json(root / "report/study_results.json")["claims"] if c["key"] == "C2")
+    chosen_run = runs[f"{tau['chosen']:g}"]
+    base = next(e for e in read_json(chosen_run / "stages/evaluate/niah.json") if e["model"] == "base")["records"]
+    base_long = sum(r["rouge_recall"] for r in base if r["length"] >= LONG_FROM) / sum(
+        r["length"] >= LONG_FROM for r in base)
+    assert c2["verdict"] != "not run"
+    assert c2["evidence"][0].startswith(f"retrieval-mask tau {tau['chosen']:g} - base, rouge_recall at lengths >= 96: "
+                                        f"{own[tau['chosen']] - base_long:.3f}")
 
 
 def test_a_cluster_study_dry_run_shows_what_each_run_takes_and_writes_nothing(tmp_path, toy_model_dir):
