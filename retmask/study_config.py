@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retmask.config import ExperimentConfig, check_choice, resolve
+from retmask.config import ExperimentConfig, resolve
 from retmask.toy.recipe import ToyModelConfig
-from retmask.typed_yaml import ConfigError, apply_override, from_dict, read_yaml_mapping
+from retmask.typed_yaml import ConfigError, apply_override, check_choice, from_dict, read_yaml_mapping
 
 
 TAU_METRICS = ("niah_rouge_recall", "niah_accuracy", "helmet", "helmet_rouge")

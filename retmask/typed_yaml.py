@@ -99,3 +99,14 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
+
+
+def check_choice(key: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """`key.name` must be one of `allowed`: else one error naming them."""
+    if value not in allowed:
+        raise ConfigError(f"{key}.{name}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def check_positive(key: str, name: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{key}.{name} must be >= 1, got {value}")

@@ -12,7 +12,7 @@ def test_batches_stay_within_the_token_budget_and_cover_every_prompt():
 
 
 def test_the_default_budget_runs_128k_prompts_one_at_a_time():
-    from retmask.config import EvaluationConfig
+    from retmask.evaluation_config import EvaluationConfig
 
     budget = EvaluationConfig().batch_tokens
     assert token_budget_batches([131072, 131072], 32, budget) == [[0], [1]]
