@@ -259,8 +259,12 @@ class ClusterPipeline:
         from jobs.sharing import owner_jobs
 
         by_name = {stage.name: stage for stage in self.all_stages}
-        return {name: owner_jobs(self.shared[name], name, self.prints[name], by_name[name].shards(self.cfg))
-                for name in names}
+        waits: dict[str, list[str]] = {}
+        for owner in {self.shared[name].root for name in names}:  # one scheduler query per owner
+            mine = {name: (self.prints[name], by_name[name].shards(self.cfg))
+                    for name in names if self.shared[name].root == owner}
+            waits.update(owner_jobs(RunDir(owner), mine))
+        return waits
 
     def record(self, plans: list[StagePlan]) -> dict:
         """Merge these plans into the manifest: job ids per shard (newest last), for each light

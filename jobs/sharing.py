@@ -59,19 +59,21 @@ def shared_inputs(stages: list[Stage], names: tuple[str, ...], shared: dict[str,
     return tuple(stage.name for stage in stages if stage.name in found)
 
 
-def owner_jobs(owner: RunDir, stage: str, fingerprint: str, shards: int) -> list[str]:
-    """The owner's jobs a run waits for before taking `stage`: none once the owner has finished
-    it, else those of its jobs that run it and are still queued or running (a light stage: its
-    host jobs). UserError when the owner neither has it nor will."""
+def owner_jobs(owner: RunDir, stages: dict[str, tuple[str, int]]) -> dict[str, list[str]]:
+    """Per stage the owner computes (name -> (fingerprint, shards)), the owner's jobs a run waits
+    for before taking it: none once the owner has finished it, else its jobs of that stage still
+    queued or running (one scheduler query for all). UserError when the owner neither has a stage
+    nor will."""
     from jobs.status import run_status
 
-    if len(owner.done_shards(stage, fingerprint)) == shards:
-        return []
-    statuses, _ = run_status(owner)
-    hosts = owner.read_manifest().get("stages", {}).get(stage, {}).get("runs_in") or [stage]
-    jobs = sorted({s.job_id for status in statuses if status.name in hosts for s in status.states
-                   if s.state in ("running", "pending") and s.job_id})
-    if not jobs:
-        raise UserError(f"stage {stage} is computed by {owner.root}, which has it neither done nor queued; "
-                        f"resubmit that run first (`retmask study` resubmits a study's runs in order)")
-    return jobs
+    todo = {name for name, (fingerprint, shards) in stages.items()
+            if len(owner.done_shards(name, fingerprint)) != shards}
+    statuses = {status.name: status for status in run_status(owner)[0]} if todo else {}
+    waits = {name: [] for name in stages}
+    for name in todo:
+        states = statuses[name].states if name in statuses else []
+        waits[name] = sorted({s.job_id for s in states if s.state in ("running", "pending") and s.job_id})
+        if not waits[name]:
+            raise UserError(f"stage {name} is computed by {owner.root}, which has it neither done nor queued; "
+                            f"resubmit that run first (`retmask study` resubmits a study's runs in order)")
+    return waits
