@@ -241,11 +241,21 @@ def _health_lines(health: Health) -> list[str]:
     return [f"**{mark}Health:** {health.line}.", "", f"**Verdict: {health.verdict}**", ""]
 
 
+def _rehearsal_lines(run: RunDir) -> list[str]:
+    """A rehearsal's banner and what it changed (rehearsal.json beside the run), else nothing."""
+    path = run.root / "rehearsal.json"
+    if not path.is_file():
+        return []
+    changed = read_json(path)["changes"]
+    return ["> **Rehearsal**: tiny random twins of the models, every workload cut to a handful; these numbers "
+            "mean nothing. Changed from the real run: " + ", ".join(f"`{key}`" for key in changed) + ".", ""]
+
+
 def write_run_report(run: RunDir, tau: float) -> Path:
     out = run.report_dir
     health = run_health(run)
     cfg = read_saved_config(run.config_path)
-    lines = [f"# RetMask run report: {run.root.name}", "", *_health_lines(health)]
+    lines = [f"# RetMask run report: {run.root.name}", "", *_rehearsal_lines(run), *_health_lines(health)]
     toy = run.stage_dir("toy_model") / "toy_model.json"
     if toy.is_file():
         summary = read_json(toy)["summary"]

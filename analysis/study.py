@@ -12,11 +12,16 @@ from pathlib import Path
 
 from analysis.health import run_health
 from analysis.stats import Estimate, all_of, estimate, verdict
-from retmask.io import read_json, write_json, write_text
+from retmask.errors import UserError
+from retmask.io import read_json
 from retmask.rundir import RunDir
 
 BASE = "base (no training)"
 RETMASK = "retrieval-mask"
+
+
+class NothingToReport(UserError):
+    """No run (of a variant) has finished its evaluation."""
 
 
 @dataclass
@@ -55,13 +60,15 @@ def band(records: list[dict], metric: str, long_from: int, long: bool) -> float:
 class StudyData:
     """What the report needs from a finished (or partly finished) study directory."""
 
-    def __init__(self, study_dir: Path):
+    def __init__(self, study_dir: Path, variant: str | None = None):
         self.dir = Path(study_dir)
         self.plan = read_json(self.dir / "study.json")
+        self.variant = variant
+        self.entries = [e for e in self.plan["runs"] if e.get("variant") == variant]  # this variant's runs
         self.metric = self.plan["metric"]
         self.long_from = self.plan["long_from"]
         # a tau sweep reports each (strategy, tau) as a row of its own
-        self.strategies = list(dict.fromkeys(run_label(e) for e in self.plan["runs"]))
+        self.strategies = list(dict.fromkeys(run_label(e) for e in self.entries))
         self.seeds = self.plan["seeds"]
         self.trained: dict[str, dict[int, list[dict]]] = defaultdict(dict)  # strategy -> seed -> records
         self.change: dict[str, dict[int, dict]] = defaultdict(dict)  # strategy -> seed -> retrieval change
@@ -75,11 +82,11 @@ class StudyData:
         if self.plan.get("taus"):
             from analysis.tau import chosen_tau, tau_table
 
-            self.tau_rows = tau_table([e for e in self.plan["runs"] if e["strategy"] == RETMASK],
+            self.tau_rows = tau_table([e for e in self.entries if e["strategy"] == RETMASK],
                                       self.plan["tau_metric"], self.long_from, self.plan["tau_helmet_categories"])
             self.chosen_tau = chosen_tau(self.tau_rows)
         # the untrained models (ablation, controls: sized by the heads tau selects) of the chosen tau first
-        for entry in sorted(self.plan["runs"], key=lambda e: e.get("tau") != self.chosen_tau):
+        for entry in sorted(self.entries, key=lambda e: e.get("tau") != self.chosen_tau):
             run = Path(entry["run_dir"])
             niah = run / "stages/evaluate/niah.json"
             name = run_label(entry)
@@ -95,7 +102,8 @@ class StudyData:
             self.change[name][entry["seed"]] = read_json(run / "stages/evaluate/retrieval_change.json")
             self.health[name][entry["seed"]] = run_health(RunDir(run)).to_dict()
         if self.untrained is None:
-            raise ValueError(f"{self.dir}: no run finished its evaluation; nothing to report yet")
+            where = f" of variant {variant}" if variant is not None else ""
+            raise NothingToReport(f"{self.dir}: no run{where} finished its evaluation; nothing to report yet")
 
     def label(self, strategy: str) -> str:
         """The row a claim reads for `strategy`: in a tau sweep, its runs at the chosen tau."""
@@ -211,103 +219,3 @@ def table_by_length(data: StudyData, metric: str) -> tuple[list[str], list[list[
         rows.append([strategy, *[per_length[length].text() for length in lengths], long.text()])
         numbers[strategy] = {"by_length": {k: vars(v) for k, v in per_length.items()}, "long": vars(long)}
     return header, rows, numbers
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in rows]]
-
-
-def write_figures(data: StudyData, out: Path) -> list[str]:
-    from analysis.study_figures import figure4, figure5, table1_figure
-
-    written = [table1_figure(data, out / "table1_by_length.png").name,
-               figure5(data, out / "figure5_retrieval_change.png").name]
-    if data.scores_run is not None:
-        written.append(figure4(data.scores_run, out / "figure4_retrieval_scores.png").name)
-    return written
-
-
-def tau_section(data: StudyData) -> tuple[list[str], dict]:
-    """A tau sweep's Table 6 (markdown) and its numbers with the chosen tau; nothing otherwise."""
-    from analysis.tau import tau_markdown
-
-    plan = data.plan
-    if not plan.get("taus"):
-        return [], {}
-    metric = plan["tau_metric"]
-    rows, chosen = data.tau_rows, data.chosen_tau
-    scope = (f"over HELMET {', '.join(plan['tau_helmet_categories'])}"
-             + (" (ROUGE in place of the GPT-4 judge)" if metric == "helmet_rouge" else "")
-             if metric.startswith("helmet") else f"at lengths >= {data.long_from}")
-    verdict = (f"**tau = {chosen:g}**, the highest mean over seeds (ties: the smaller tau)" if chosen is not None
-               else "none: no retrieval-mask run finished")
-    lines = [f"## Table 6 in miniature: tau chosen on `{metric}`", "",
-             f"The trained model's {metric} {scope}, per tau of the {RETMASK} runs. Chosen: {verdict}.", "",
-             *tau_markdown(rows, metric, data.seeds), "",
-             "The other tables have a row per (strategy, tau); the claims are measured on the runs at the chosen "
-             "tau (C1 on its ablation and its controls of as many heads).", ""]
-    return lines, {"metric": metric, "rows": [row.to_dict() for row in rows], "chosen": chosen}
-
-
-def write_study_report(study_dir: Path) -> Path:
-    data = StudyData(study_dir)
-    out = data.dir / "report"
-    found = claims(data)
-    tau_lines, tau_numbers = tau_section(data)
-    tables = {metric: table_by_length(data, metric) for metric in ("rouge_recall", "accuracy")}
-    figures = write_figures(data, out)
-    title = "development seeds" if data.plan["development"] else "report seeds"
-    lines = [f"# RetMask study: {data.plan['name']}", "",
-             f"Strategies x seeds {data.seeds} ({title}); claims compare `{data.metric}`, the long band is "
-             f"lengths >= {data.long_from}, intervals are 95% Student-t over seeds (C1: over control draws).", ""]
-    if data.missing:
-        lines += [f"**Runs without results**: {', '.join(data.missing)}", ""]
-    concentration = data.concentration()
-    if concentration:
-        lines += ["Retrieval-head concentration of the model (the paper relates gains to it): " +
-                  ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in concentration.items()),
-                  ""]
-    lines += tau_lines
-    lines += ["## Claims", "", *markdown_table(["claim", "verdict", "evidence"],
-                                               [[f"{c.key}: {c.statement}", c.verdict, "<br>".join(c.evidence)]
-                                                for c in found]), ""]
-    for metric, (header, rows, _) in tables.items():
-        lines += [f"## Table 1 in miniature: NIAH {metric.replace('_', ' ')} by context length", "",
-                  *markdown_table(header, rows), ""]
-    lines += ["## Runs: did each training learn?", "", *markdown_table(
-        ["strategy", "seed", "health", "verdict"],
-        [[name, str(seed), h["line"], h["verdict"]] for name in data.strategies
-         for seed, h in sorted(data.health.get(name, {}).items())]), ""]
-    lines += ["## Figures", "", *[f"![{name}]({name})" for name in figures], ""]
-    write_text(out / "index.md", "\n".join(lines))
-    write_json(out / "study_results.json", {
-        "claims": [vars(c) for c in found],
-        "tables": {metric: numbers for metric, (_, _, numbers) in tables.items()},
-        "concentration": data.concentration(),
-        "health": {name: {str(seed): h for seed, h in seeds.items()} for name, seeds in data.health.items()},
-        "missing": data.missing,
-        **({"tau": tau_numbers} if tau_numbers else {})})
-    return out / "index.md"
-
-
-def summary_lines(study_dir: Path) -> list[str]:
-    """What `retmask study` prints at the end: the long-band column and each claim's verdict."""
-    results = read_json(Path(study_dir) / "report" / "study_results.json")
-    plan = read_json(Path(study_dir) / "study.json")
-    lines = [f"{plan['metric']} at lengths >= {plan['long_from']} (mean [95% interval] over seeds {plan['seeds']}):"]
-    table = results["tables"][plan["metric"]]
-    for name in table:  # base, then each strategy (in a tau sweep: each strategy and tau) as the report has them
-        long = table[name]["long"]
-        text = f"{long:.3f}" if isinstance(long, float) else Estimate(**long).text()
-        lines.append(f"  {name:<22} {text}")
-    lines += [f"{c['key']} {c['verdict']:<12} {c['statement']}" for c in results["claims"]]
-    if "tau" in results:
-        tau = results["tau"]
-        lines.append(f"tau chosen on {tau['metric']} (mean over seeds): " + ", ".join(
-            f"{row['tau']:g} {row['mean']:.3f}" if row["mean"] is not None else f"{row['tau']:g} not run"
-            for row in tau["rows"]) + (f" -> tau {tau['chosen']:g}" if tau["chosen"] is not None else " -> none"))
-    concentration = results.get("concentration") or {}
-    if "gini" in concentration:
-        lines.append(f"retrieval-head concentration: gini {concentration['gini']:.3f}, "
-                     f"top-10 share {concentration.get('top10_share', float('nan')):.3f}")
-    return lines

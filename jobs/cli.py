@@ -39,6 +39,8 @@ def cmd_run(args) -> int:
     cfg = load_config(args.config, args.set or [])
     if args.run_dir:
         cfg.run_dir = args.run_dir
+    if args.rehearse:
+        cfg = _rehearsal_of(cfg)
     report = None if args.until else (lambda run: f"report: {run.report_dir / 'index.md'}")
     return _run_locally(cfg, args.until, args.max_parallel, report, args.progress_every)
 
@@ -107,7 +109,22 @@ def cmd_submit(args) -> int:
     cfg = load_config(args.config, args.set or [])
     if args.run_dir:
         cfg.run_dir = args.run_dir
+    if args.rehearse:
+        cfg = _rehearsal_of(cfg, out=sys.stderr if args.dry_run else sys.stdout, profile=_cluster_profile(args))
     return _submit(cfg, args, until=args.until)
+
+
+def _rehearsal_of(cfg: ExperimentConfig, out=None, profile=None) -> ExperimentConfig:
+    """The experiment's rehearsal, once the real one has passed the input checks; its training
+    takes as many processes as the profile's training job."""
+    from jobs.rehearse import record_rehearsal, rehearse_experiment, training_world
+
+    out = out or sys.stdout
+    _check_inputs(cfg, out)
+    rehearsal = rehearse_experiment(cfg, log=lambda line: print(line, file=out, flush=True),
+                                    world_size=training_world(profile) if profile else 1)
+    record_rehearsal(cfg, rehearsal)
+    return rehearsal
 
 
 def _submit(cfg, args, until: str | None) -> int:
@@ -219,49 +236,72 @@ def cmd_report(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from analysis.study import summary_lines
-    from jobs.study import run_study
-    from retmask.study_config import load_study
+    from analysis.study_report import summary_lines
+    from jobs.study import run_studies
 
-    study, experiment, base = load_study(args.config, args.set or [])
-    study_dir = Path(args.dir or Path("runs") / (experiment.get("name") or Path(args.config).stem)).absolute()
-    if args.development:
-        study_dir = study_dir / "development"
+    files = _study_files(args)
     if args.cluster:
-        return _submit_study(study, experiment, base, study_dir, args)
+        return _submit_study(files, args)
     if args.dry_run or args.force:
         raise ConfigError(f"{'--dry-run' if args.dry_run else '--force'} is for a study on a cluster: add --cluster "
                           "PROFILE (a study here reuses what is done and moves outputs of another config aside itself)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
-    print(f"study directory: {study_dir}", flush=True)
-    report, failed = run_study(study, experiment, base, study_dir, development=args.development,
-                               log=lambda line: print(line, flush=True))
-    print("\n".join(summary_lines(study_dir)))
-    print(f"study finished in {time.perf_counter() - started:.1f}s; report: {report}")
+    _print_study_dirs(files, args.rehearse)
+    reports, failed = run_studies(files, development=args.development, log=lambda line: print(line, flush=True),
+                                  rehearse=args.rehearse)
+    for report in reports:
+        print("\n".join([f"== {report.parent.parent.name}", *summary_lines(report.parent.parent)]))
+    print(f"finished in {time.perf_counter() - started:.1f}s; report{'s' if len(reports) > 1 else ''}: "
+          + ", ".join(map(str, reports)))
     if failed:
         return _fail(f"{len(failed)} run(s) failed; rerun the same command to resume them:\n" +
                      "\n".join(f"  {error}" for error in failed.values()))
     return 0
 
 
-def _submit_study(study, experiment, base, study_dir: Path, args) -> int:
-    """`retmask study --cluster`: submit the runs, or go on with them; the report once all are done."""
-    from analysis.study import summary_lines
+def _study_files(args) -> list:
+    """Each study file of the command line, loaded and checked, with its directory."""
+    from jobs.study import StudyFile
+    from retmask.study_config import load_study
+
+    if args.dir and len(args.configs) > 1:
+        raise ConfigError(f"--dir names one study's directory; {len(args.configs)} studies were given (each goes to "
+                          "runs/<its name>)")
+    files = []
+    for path in args.configs:
+        study, experiment, base = load_study(path, args.set or [])
+        study_dir = Path(args.dir or Path("runs") / (experiment.get("name") or Path(path).stem)).absolute()
+        files.append(StudyFile(study, experiment, base, study_dir / "development" if args.development else study_dir))
+    return files
+
+
+def _print_study_dirs(files, rehearse: bool) -> None:
+    from retmask.rehearsal import rehearsal_dir
+
+    for file in files:
+        print(f"study directory: {rehearsal_dir(file.dir) if rehearse else file.dir}", flush=True)
+
+
+def _submit_study(files, args) -> int:
+    """`retmask study --cluster`: submit the runs, or go on with them; each report once its runs are done."""
+    from analysis.study_report import summary_lines
     from jobs.schedulers import scheduler_for
-    from jobs.study_cluster import dry_run_study, submit_study
+    from jobs.study_cluster import dry_run_studies, submit_studies
 
     profile = _cluster_profile(args)
     if args.dry_run:
-        print(dry_run_study(study, experiment, base, study_dir, args.development, profile))
+        print(dry_run_studies(files, args.development, profile, args.rehearse))
         return 0
     scheduler_for(profile).check(profile)  # before anything is written
-    print(f"study directory: {study_dir}", flush=True)
-    report = submit_study(study, experiment, base, study_dir, args.development, profile, force=args.force,
-                          log=lambda line: print(line, flush=True), check_inputs=_check_inputs)
-    if report is not None:
-        print("\n".join(summary_lines(study_dir)))
-        print(f"every run finished; report: {report}")
+    _print_study_dirs(files, args.rehearse)
+    reports = submit_studies(files, args.development, profile, force=args.force,
+                             log=lambda line: print(line, flush=True), check_inputs=_check_inputs,
+                             rehearse=args.rehearse)
+    for report in reports:
+        if report is not None:
+            print("\n".join([f"== {report.parent.parent.name}", *summary_lines(report.parent.parent)]))
+            print(f"every run finished; report: {report}")
     return 0
 
 

@@ -14,6 +14,13 @@ def _add_cluster_arguments(parser: argparse.ArgumentParser, required: bool) -> N
     parser.add_argument("--force", action="store_true", help="move outputs of another config aside and redo them")
 
 
+def _add_rehearse(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rehearse", action="store_true",
+                        help="run it all on tiny random twins of its models with every workload cut to a handful, "
+                             "into <dir>-rehearsal: minutes on CPU, the same stages and job graph, numbers that mean "
+                             "nothing (checkpoints need only their config and tokenizer files)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retmask", description="RetMask: retrieval-head masking for DPO")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,15 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", metavar="STAGE", help="run only this stage and the stages it depends on")
     run.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
                      help="when not on a terminal, print progress lines this often (default 30)")
+    _add_rehearse(run)
 
     study = sub.add_parser("study", help="run a strategy x seed grid, here or on a cluster, sharing what "
                            "its runs have in common, and report the paper's claims with intervals and verdicts")
-    study.add_argument("config", help="an experiment config with a `study` section (e.g. configs/toy-study.yaml)")
+    study.add_argument("configs", nargs="+", metavar="config",
+                       help="an experiment config with a `study` section (e.g. configs/toy-study.yaml); several "
+                            "run together, each stage they have in common computed once (configs/paper/*.yaml)")
     study.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a key (study.* too)")
-    study.add_argument("--dir", help="study directory (default: runs/<name>)")
+    study.add_argument("--dir", help="study directory (default: runs/<name>; one study only)")
     study.add_argument("--development", action="store_true",
                        help="run the development seeds (where hyper-parameters are chosen) instead of the report's")
     _add_cluster_arguments(study, required=False)  # rerun with --cluster: resubmits what failed, reports when done
+    _add_rehearse(study)
 
     submit = sub.add_parser("submit", help="submit every stage to a cluster (SLURM, Grid Engine, PBS): arrays + dependencies")
     submit.add_argument("config")
@@ -47,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
     submit.add_argument("--run-dir")
     submit.add_argument("--until", metavar="STAGE", help="submit only this stage and the stages it depends on")
+    _add_rehearse(submit)
 
     plan = sub.add_parser("plan", help="work, tasks, GPUs and, from a pilot run's rates, GPU-hours and wall-clock "
                           "per job, before anything is queued")

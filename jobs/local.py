@@ -16,6 +16,7 @@ from pathlib import Path
 
 import submitit
 
+from jobs.forked import ForkedExecutor
 from jobs.pipeline import Stage, build_stages, stage_fingerprints
 from jobs.progress_view import ProgressView, stage_line
 from jobs.runner import run_shard
@@ -33,6 +34,13 @@ class PipelineFailed(RuntimeError):
 
 class PipelineStopped(RuntimeError):
     """Raised inside a pipeline whose `stop` event was set: its running shards are cancelled."""
+
+
+def runs_vllm_in_process(cfg: ExperimentConfig, stage: str) -> bool:
+    """Whether the stage's shards start a vLLM engine in their own process (it spawns processes of
+    its own, which a forked shard would not give it cleanly)."""
+    return ((stage.startswith("synthesize_") and cfg.synthesis.backend == "vllm")
+            or (stage == "judge" and cfg.judge.backend == "vllm"))
 
 
 def upstream_of(stages: list[Stage], target: str) -> list[Stage]:
@@ -89,14 +97,15 @@ class LocalPipeline:
                  until: str | None = None, owners: dict[str, RunDir] | None = None,
                  owner_ended: Callable[[RunDir], bool] = lambda run: False, cores: int | None = None,
                  slots: threading.Semaphore | None = None, stop: threading.Event | None = None,
-                 view: ProgressView | None = None):
+                 view: ProgressView | None = None, fork: bool = True):
         """Pipelines of a study run side by side in threads; for them:
         `owners`: stage -> the run directory that computes it (the same fingerprint); this run waits
         for that stage there and takes its outputs instead of computing it. `owner_ended(run)`: that
         run has stopped (a stage it never finished then fails here). `cores`: the cores this
         pipeline's shards share (default: the machine's). `slots`: processes all pipelines may run
         at once. `stop`: set to cancel this pipeline's shards and end it. `view`: where progress is
-        shown (default: plain lines through `log`)."""
+        shown (default: plain lines through `log`). `fork`: shards are forks of a warm process
+        (jobs/forked.py), else fresh interpreters (submitit's LocalExecutor)."""
         self.cfg = cfg
         self.timeout_min = timeout_min
         self.run = run
@@ -106,6 +115,7 @@ class LocalPipeline:
         self.slots = slots
         self.stop = stop
         self.owner_ended = owner_ended
+        self.fork = fork
         owners = owners or {}
         all_stages = build_stages(cfg)
         prints = stage_fingerprints(cfg, all_stages)
@@ -195,7 +205,9 @@ class LocalPipeline:
                 queue.remove(ready)
                 stage, shard = ready
                 if stage.name not in executors:
-                    executor = submitit.LocalExecutor(folder=self.run.log_dir(stage.name) / attempt)
+                    fresh = not self.fork or runs_vllm_in_process(self.cfg, stage.name)
+                    executor = (submitit.LocalExecutor if fresh else ForkedExecutor)(
+                        folder=self.run.log_dir(stage.name) / attempt)
                     executor.update_parameters(timeout_min=self.timeout_min)
                     executors[stage.name] = executor
                 # Share the cores among the shards that can run now: a stage alone gets them all.

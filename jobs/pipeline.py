@@ -59,8 +59,10 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
     ]
     if strategy.rejected_from != "none":
         rejected_after = ("prepare_prompts",) + (("mask",) if strategy.rejected_from == "masked" else ())
+        # rejected_model decides the samples of the strategies that sample it, and only theirs
+        other_model = ("rejected_model",) if strategy.rejected_from == "rejected_model" else ()
         stages.append(Stage("synthesize_rejected", "jobs.stages.synthesize:run_rejected", rejected_after,
-                            (synthesizer, "rejected_model", "synthesis", "strategy"), lambda c: c.synthesis.shards))
+                            (synthesizer, *other_model, "synthesis", "strategy"), lambda c: c.synthesis.shards))
     samples = tuple(s.name for s in stages if s.name.startswith("synthesize_"))
     if strategy.judged:
         stages.append(Stage("judge", "jobs.stages.judge:run", samples, ("judge",)))
@@ -77,11 +79,14 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
     ]
     report_after = ("evaluate", "pairs", "train")
     if cfg.helmet.path:
-        stages += [
-            Stage("helmet", "jobs.stages.helmet:run", ("train",), ("helmet",),
-                  lambda c: len(c.helmet.models) * len(c.helmet.configs)),
-            Stage("helmet_scores", "jobs.stages.helmet:merge", ("helmet",)),
-        ]
+        helmet = []
+        if "base" in cfg.helmet.models:  # the untrained model depends on neither strategy nor training: shared
+            helmet.append(Stage("helmet_base", "jobs.stages.helmet:run_base", toy, ("model", "helmet"),
+                                lambda c: len(c.helmet.configs)))
+        if "trained" in cfg.helmet.models:
+            helmet.append(Stage("helmet", "jobs.stages.helmet:run", ("train",), ("helmet",),
+                                lambda c: len(c.helmet.configs)))
+        stages += [*helmet, Stage("helmet_scores", "jobs.stages.helmet:merge", tuple(s.name for s in helmet))]
         report_after += ("helmet_scores",)
     if cfg.general.tasks:
         # base and trained model (Table 5's before/after); the report shows them side by side

@@ -14,7 +14,7 @@ PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm_templates"
 
 # Stages that need an accelerator on a GPU cluster; the others run on CPUs.
 GPU_STAGES = ("toy_model", "detect", "synthesize_chosen", "synthesize_rejected", "train", "evaluate_base", "evaluate",
-              "helmet", "general", "judge")
+              "helmet_base", "helmet", "general", "judge")
 # Those whose tasks may take fewer GPUs than a node has; training takes every GPU of its nodes.
 PER_TASK_GPU_STAGES = tuple(stage for stage in GPU_STAGES if stage != "train")
 

@@ -16,17 +16,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.local import LocalPipeline
+from jobs.local import LocalPipeline, upstream_of
 from jobs.pipeline import build_stages, stage_fingerprints
+from jobs.rehearse import record_study_rehearsal, rehearse_study
 from jobs.runner import record_config
 from retmask.config import ExperimentConfig
 from retmask.errors import UserError
+from retmask.typed_yaml import ConfigError
 from retmask.io import read_json, write_json
+from retmask.rehearsal import rehearsal_dir
 from retmask.rundir import RunDir
+from retmask.study_checks import PlannedVariant, check_study
 from retmask.study_config import StudyConfig, study_run_config
 from retmask.tracking import log_results, study_destination
 
 POLL_SECONDS = 0.5
+DETECTION_STAGES = ("detect", "merge_scores", "select_heads", "mask")  # a study ending at one reads no prompts
 
 
 @dataclass
@@ -36,10 +41,13 @@ class StudyRun:
     cfg: ExperimentConfig
     prints: dict[str, str]  # stage -> fingerprint
     tau: float | None = None  # set in a tau sweep only
+    variant: str | None = None  # set in a study with variants only
+    until: str | None = None  # the run's last stage (study.until), None: the report
 
     @property
     def label(self) -> str:
-        return f"{self.strategy}{tau_tag(self.tau, ' tau ')} seed {self.seed}"
+        where = f"{self.variant}: " if self.variant is not None else ""
+        return f"{where}{self.strategy}{tau_tag(self.tau, ' tau ')} seed {self.seed}"
 
     @property
     def run(self) -> RunDir:
@@ -72,31 +80,62 @@ def tau_tag(tau: float | None, prefix: str) -> str:
 
 def plan_runs(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, seeds: list[int],
               rejected_model: str = "") -> list[StudyRun]:
-    """One run per (seed, tau, strategy), seeds outermost: the first run of each seed owns its chosen samples."""
+    """One run per (variant, seed, tau, strategy), seeds outside strategies: the first run of each
+    seed owns its chosen samples. A variant's runs live in runs/<variant>/."""
     name = study_name(experiment)
-    runs = []
-    for seed in seeds:
-        for tau in study.taus or [None]:
-            for strategy in study.strategies:
-                stem = f"{strategy}{tau_tag(tau, '-tau')}-seed{seed}"
-                cfg = study_run_config(experiment, base, f"{name}-{stem}", strategy, seed,
-                                       rejected_model if strategy == "smaller-model" else "",
-                                       study.overrides.get(strategy, []), tau)
-                cfg.run_dir = str(study_dir / "runs" / stem)
-                runs.append(StudyRun(strategy, seed, cfg, stage_fingerprints(cfg, build_stages(cfg)), tau))
+    runs, problems = [], {}
+    for variant in study.variants or [None]:
+        keys = study.variants[variant].config if variant is not None else {}
+        folder = study_dir / "runs" / variant if variant is not None else study_dir / "runs"
+        for seed in seeds:
+            for tau in study.taus or [None]:
+                for strategy in study.strategies_of(variant):
+                    stem = f"{strategy}{tau_tag(tau, '-tau')}-seed{seed}"
+                    run_name = "-".join(part for part in (name, variant, stem) if part)
+                    try:
+                        cfg = study_run_config(experiment, base, run_name, strategy, seed,
+                                               rejected_model if strategy == "smaller-model" else "",
+                                               study.overrides.get(strategy, []), tau, keys,
+                                               detection_only=study.until in DETECTION_STAGES)
+                    except ConfigError as error:  # every run's problems, named once each
+                        where = f"{variant}: " if variant is not None else ""
+                        problems.update(dict.fromkeys(f"{where}{strategy}: {line}" for line in _problem_lines(error)))
+                        continue
+                    cfg.run_dir = str(folder / stem)
+                    stages = build_stages(cfg)
+                    prints = stage_fingerprints(cfg, stages)
+                    if study.until:
+                        prints = {s.name: prints[s.name] for s in upstream_of(stages, study.until)}
+                    runs.append(StudyRun(strategy, seed, cfg, prints, tau, variant, study.until or None))
+    if problems:
+        raise ConfigError(_missing_inputs_text(list(problems), study.unset_inputs))
     if study.taus:
         check_tau_sweep(study, runs[0].cfg)
+    # what the report will read, checked now: the first run of each variant speaks for its variant
+    check_study(study, {run.variant: PlannedVariant(run.cfg, set(run.prints)) for run in reversed(runs)})
     return runs
 
 
+def _problem_lines(error: ConfigError) -> list[str]:
+    """One line per problem of a config error (resolve lists several under a heading)."""
+    lines = str(error).splitlines()
+    return [line.strip().removeprefix("- ") for line in (lines[1:] if len(lines) > 1 else lines)]
+
+
+def _missing_inputs_text(problems: list[str], unset: dict[str, list[str]]) -> str:
+    """The problems of a study's runs, and the inputs not given that feed the keys they name."""
+    hints = [f"inputs.{name} is not given (it feeds {', '.join(keys)})" for name, keys in unset.items()
+             if any(f" {key}:" in f" {problem.split(': ', 1)[-1]}" for key in keys for problem in problems)]
+    lines = problems + hints
+    return (f"the study's runs cannot start ({len(problems)} problem(s)); give the inputs as --set inputs.NAME=PATH:"
+            "\n  - " + "\n  - ".join(lines))
+
+
 def check_tau_sweep(study: StudyConfig, cfg: ExperimentConfig) -> None:
-    """A sweep must reach the heads and its proxy must be computed, before any run starts."""
+    """A sweep must reach the heads (its proxy is checked with the rest of the report's needs)."""
     if cfg.selection.rule != "threshold":
         raise UserError(f"study.taus sweeps selection.tau, which selection.rule={cfg.selection.rule!r} ignores; "
                         "set selection.rule=threshold")
-    if study.tau_metric.startswith("helmet") and not cfg.helmet.path:
-        raise UserError(f"study.tau_metric={study.tau_metric}, but the experiment has no helmet.path: give your HELMET checkout "
-                        "or choose tau_metric niah_rouge_recall or niah_accuracy")
 
 
 def stage_owners(runs: list[StudyRun]) -> list[dict[str, RunDir]]:
@@ -127,7 +166,7 @@ def execute(runs: list[StudyRun], processes: int, log=print, timeout_min: int = 
     def work(index: int) -> None:
         run = runs[index]
         try:
-            LocalPipeline(run.cfg, run.run, timeout_min=timeout_min, owners=owned[index],
+            LocalPipeline(run.cfg, run.run, timeout_min=timeout_min, owners=owned[index], until=run.until,
                           owner_ended=lambda owner: owner.root in ended, cores=cores, slots=slots, stop=stop,
                           log=lambda line: log(f"[{run.label}] {line}")).execute(max_parallel=processes)
         except Exception as error:  # recorded; the runs waiting on this one's stages fail in turn
@@ -161,51 +200,112 @@ def study_seeds(study: StudyConfig, development: bool) -> list[int]:
     return seeds
 
 
-def prepare_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, development: bool,
-                  log=print) -> list[StudyRun]:
-    """The study's runs, planned, checked and written down (study.json), before any runs."""
+@dataclass
+class StudyFile:
+    """A study as loaded from its file, and the directory it lives in."""
+    study: StudyConfig
+    experiment: dict
+    base: Path  # the folder relative paths of its file are read from
+    dir: Path
+
+
+@dataclass
+class PreparedStudy:
+    """A study's runs, checked and written down, and where it lives (a rehearsal: beside the real one)."""
+    study: StudyConfig
+    experiment: dict
+    runs: list[StudyRun]
+    dir: Path
+
+
+def prepare_study(file: StudyFile, development: bool, log=print, rehearse: bool = False,
+                  world_size: int = 1) -> PreparedStudy:
+    """The study's runs, planned, checked and written down (study.json), before any runs. With
+    `rehearse`, the real plan is checked, then turned into its rehearsal in <study_dir>-rehearsal."""
+    study, experiment, study_dir = file.study, file.experiment, file.dir
     seeds = study_seeds(study, development)
-    runs = plan_runs(study, experiment, base, study_dir, seeds, smaller_model_path(study, log))
+    runs = plan_runs(study, experiment, file.base, study_dir, seeds, smaller_model_path(study, log))
+    if rehearse:
+        real_runs, real_dir, study_dir = runs, study_dir, Path(rehearsal_dir(study_dir))
+        study, runs = rehearse_study(study, runs, study_dir, real_dir, log, world_size)
+        record_study_rehearsal(real_runs, runs)
     # the study's own tracker run, beside those of its runs; its trackers are checked before any run starts
     study_destination(runs[0].cfg, study_dir, study_name(experiment))
     write_json(plan_file(study_dir), {
-        "name": experiment.get("name"), "development": development, "seeds": seeds,
+        "name": experiment.get("name"), "development": development, "rehearsal": rehearse, "seeds": seeds,
         "strategies": study.strategies, "long_from": study.long_from, "metric": study.metric,
         **({"taus": study.taus, "tau_metric": study.tau_metric, "tau_helmet_categories": study.tau_helmet_categories}
            if study.taus else {}),
+        **({"variants": {name: {"label": v.label or name, "strategies": study.strategies_of(name)}
+                         for name, v in study.variants.items()}} if study.variants else {}),
+        "until": study.until, "stages": sorted({stage for r in runs for stage in r.prints}),
+        "paper_tables": study.paper_tables,
         "runs": [{"strategy": r.strategy, "seed": r.seed, "run_dir": str(r.run.root),
-                  **({"tau": r.tau} if r.tau is not None else {})} for r in runs]})
+                  **({"tau": r.tau} if r.tau is not None else {}),
+                  **({"variant": r.variant} if r.variant is not None else {})} for r in runs]})
     shared = len({p for r in runs for p in r.prints.values()})
     total = sum(len(r.prints) for r in runs)
     taus = f" x taus {study.taus}" if study.taus else ""
-    log(f"{len(runs)} runs ({len(study.strategies)} strategies{taus} x seeds {seeds}): {total} stages, "
-        f"{shared} to compute")
-    return runs
+    variants = f"{len(study.variants)} variants x " if study.variants else ""
+    log(f"{study_dir.name}: {len(runs)} runs ({variants}{len(study.strategies)} strategies{taus} x seeds {seeds}): "
+        f"{total} stages, {shared} to compute")
+    return PreparedStudy(study, experiment, runs, study_dir)
 
 
-def run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, development: bool = False,
-              log=print) -> tuple[Path, dict[int, str]]:
-    """Plan, run and report a study on this machine; returns the report's path and the failed runs."""
-    runs = prepare_study(study, experiment, base, study_dir, development, log)
+def prepare_studies(files: list[StudyFile], development: bool, log=print, rehearse: bool = False,
+                    world_size: int = 1) -> list[PreparedStudy]:
+    """Several studies planned together: a stage one of them computes under the same fingerprint
+    as another (the paper's RetMask Llama-3.1 run is in Tables 1, 2, 5, 6, 8 and Figure 5) is
+    computed once, by the first that has it."""
+    directories = [f.dir for f in files]
+    if len(set(directories)) < len(directories):
+        raise UserError(f"two studies share a directory ({', '.join(map(str, directories))}); give them other names")
+    prepared = [prepare_study(f, development, log, rehearse, world_size) for f in files]
+    if len(prepared) > 1:
+        runs = [run for p in prepared for run in p.runs]
+        log(f"{len(prepared)} studies, {len(runs)} runs: {len({p for r in runs for p in r.prints.values()})} stages to "
+            "compute, the others shared")
+    return prepared
+
+
+def all_runs(prepared: list[PreparedStudy]) -> list[StudyRun]:
+    return [run for p in prepared for run in p.runs]
+
+
+def run_studies(files: list[StudyFile], development: bool = False, log=print,
+                rehearse: bool = False) -> tuple[list[Path], dict[int, str]]:
+    """Plan, run and report studies on this machine, together; returns the reports' paths and the failed runs."""
+    prepared = prepare_studies(files, development, log, rehearse)
+    runs = all_runs(prepared)
     for run in runs:
         record_config(run.cfg)
-    failed = execute(runs, study.processes or os.cpu_count() or 1, log)
-    return report_study(runs, study_dir, experiment), failed
+    processes = max(p.study.processes for p in prepared) or os.cpu_count() or 1
+    failed = execute(runs, processes, log)
+    return [report_study(p) for p in prepared], failed
 
 
-def report_study(runs: list[StudyRun], study_dir: Path, experiment: dict) -> Path:
+def report_study(prepared: PreparedStudy) -> Path:
     """The study report, also sent to the study's trackers."""
-    from analysis.study import write_study_report
+    from analysis.study_report import write_study_report
 
-    report = write_study_report(study_dir)
-    log_results(study_destination(runs[0].cfg, study_dir, study_name(experiment)), "study", study_figures(study_dir))
+    report = write_study_report(prepared.dir)
+    log_results(study_destination(prepared.runs[0].cfg, prepared.dir, study_name(prepared.experiment)), "study",
+                study_figures(prepared.dir))
     return report
 
 
 def study_figures(study_dir: Path) -> dict:
     """What the study sends to its trackers: Table 1's numbers, concentration, each run's health,
-    and each claim's verdict."""
+    and each claim's verdict (per variant in a study with variants), and the paper tables."""
+    from analysis.study_report import results_by_variant
+
     results = read_json(study_dir / "report" / "study_results.json")
-    return {"tables": results["tables"], "concentration": results["concentration"], "health": results["health"],
-            "claims": {claim["key"]: f"{claim['verdict']}: {claim['statement']}" for claim in results["claims"]}}
+    figures = {}
+    for variant, numbers in results_by_variant(results).items():
+        mine = {"tables": numbers["tables"], "concentration": numbers["concentration"], "health": numbers["health"],
+                "claims": {claim["key"]: f"{claim['verdict']}: {claim['statement']}" for claim in numbers["claims"]}}
+        figures.update(mine if variant is None else {variant: mine})
+    if results.get("paper_tables"):
+        figures["paper_tables"] = results["paper_tables"]
+    return figures
 

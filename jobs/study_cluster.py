@@ -14,14 +14,14 @@ from pathlib import Path
 
 from jobs import control
 from jobs.profiles import ClusterProfile
+from jobs.rehearse import training_world
 from jobs.status import StageStatus, run_status
-from jobs.study import (StudyRun, plan_file, plan_runs, prepare_study, report_study, smaller_model_path, stage_owners,
-                        study_seeds)
+from jobs.study import (StudyFile, StudyRun, all_runs, plan_file, plan_runs, prepare_studies, report_study,
+                        smaller_model_path, stage_owners, study_seeds)
 from retmask.config import ExperimentConfig
 from retmask.errors import UserError
 from retmask.io import read_json
 from retmask.rundir import RunDir
-from retmask.study_config import StudyConfig
 
 
 def run_state(run: RunDir, query_scheduler: bool = True) -> tuple[str, list[StageStatus]]:
@@ -52,38 +52,51 @@ def study_status(study_dir: Path, query_scheduler: bool = True) -> str:
     return "\n".join(lines)
 
 
-def submit_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, development: bool,
-                 profile: ClusterProfile, force: bool = False, log=print,
-                 check_inputs: Callable[[ExperimentConfig], None] = lambda cfg: None) -> Path | None:
-    """Submit (or resume) every run of the study that needs it; the report's path once every run
-    has finished, else None."""
-    runs = prepare_study(study, experiment, base, study_dir, development, log)
-    check_inputs(runs[0].cfg)  # the runs differ in strategy, seed and tau, not in their inputs
-    owned = stage_owners(runs)
-    for run, shared in zip(runs, owned):
+def submit_studies(files: list[StudyFile], development: bool, profile: ClusterProfile, force: bool = False,
+                   log=print, check_inputs: Callable[[ExperimentConfig], None] = lambda cfg: None,
+                   rehearse: bool = False) -> list[Path | None]:
+    """Submit (or resume) every run of the studies that needs it, the runs of all of them in one
+    plan (a stage computed by one is taken by the others); per study its report's path once every
+    one of its runs has finished, else None."""
+    prepared = prepare_studies(files, development, log, rehearse, training_world(profile))
+    runs = all_runs(prepared)
+    for p in prepared:
+        check_inputs(p.runs[0].cfg)  # a study's runs differ in strategy, seed and tau, not in their inputs
+    for run, shared in zip(runs, stage_owners(runs)):
         _advance(run, shared, profile, force, log)
-    states = [run_state(run.run)[0] for run in runs]
-    if all(state == "finished" for state in states):
-        return report_study(runs, study_dir, experiment)
-    waiting = sum(state != "finished" for state in states)
-    log(f"{len(runs) - waiting} of {len(runs)} runs finished. Follow them with `retmask status "
-        f"{shlex.quote(str(study_dir))}` (a run's stages: `retmask status RUN_DIR`); rerun this command when their "
-        f"jobs have ended: it resubmits what failed and writes the study report once every run has finished")
-    return None
+    reports = []
+    for p in prepared:
+        states = [run_state(run.run)[0] for run in p.runs]
+        if all(state == "finished" for state in states):
+            reports.append(report_study(p))
+            continue
+        waiting = sum(state != "finished" for state in states)
+        log(f"{p.dir.name}: {len(states) - waiting} of {len(states)} runs finished. Follow them with `retmask status "
+            f"{shlex.quote(str(p.dir))}` (a run's stages: `retmask status RUN_DIR`); rerun this command when their "
+            "jobs have ended: it resubmits what failed and writes the study report once every run has finished")
+        reports.append(None)
+    return reports
 
 
-def dry_run_study(study: StudyConfig, experiment: dict, base: Path, study_dir: Path, development: bool,
-                  profile: ClusterProfile) -> str:
+def dry_run_studies(files: list[StudyFile], development: bool, profile: ClusterProfile, rehearse: bool = False) -> str:
     """Each run's job graph as `retmask submit --dry-run` prints it, what it takes from which run
-    included; nothing is written or submitted."""
+    included; nothing is submitted (a rehearsal builds its twins)."""
     from jobs.cluster import ClusterPipeline
+    from jobs.rehearse import rehearse_study, training_world
+    from retmask.rehearsal import rehearsal_dir
 
-    runs = plan_runs(study, experiment, base, study_dir, study_seeds(study, development),
-                     smaller_model_path(study, log=lambda line: None))
+    runs = []
+    for file in files:
+        planned = plan_runs(file.study, file.experiment, file.base, file.dir, study_seeds(file.study, development),
+                            smaller_model_path(file.study, log=lambda line: None))
+        if rehearse:
+            _, planned = rehearse_study(file.study, planned, Path(rehearsal_dir(file.dir)), file.dir,
+                                        log=lambda line: None, world_size=training_world(profile))
+        runs += planned
     texts = []
     for run, shared in zip(runs, stage_owners(runs)):
         texts.append(f"# ===== run {run.label}: {run.run.root}\n"
-                     + ClusterPipeline(run.cfg, run.run, profile, shared=shared).graph())
+                     + ClusterPipeline(run.cfg, run.run, profile, shared=shared, until=run.until).graph())
     return "\n".join(texts)
 
 
@@ -102,7 +115,7 @@ def _advance(run: StudyRun, shared: dict[str, RunDir], profile: ClusterProfile, 
         say("finished" if state == "finished" else "jobs queued or running; left as they are")
         return
     if state == "new":
-        control.submit(run.cfg, run.run, profile, force=force, log=say, shared=shared)
+        control.submit(run.cfg, run.run, profile, force=force, log=say, shared=shared, until=run.until)
     else:
         say(f"{state}: resubmitting what is not done")
         control.resume(run.cfg, run.run, profile, force=force, log=say, shared=shared)

@@ -22,6 +22,7 @@ from retmask.typed_yaml import (
     check_choice,
     check_positive,
     from_dict,
+    read_config_file,
     read_yaml_mapping,
 )
 
@@ -69,6 +70,9 @@ class SelectionConfig:
     top_k: int = 0
     count: int = 0
     seed: int = 0
+    # Fewer heads than this at or above tau: take this many best heads instead (0: none at or above
+    # tau is an error). A rehearsal's random twins have no retrieval heads.
+    min_heads: int = 0
 
     RULES = ("threshold", "top_k", "random", "non_retrieval")
 
@@ -160,9 +164,13 @@ class JudgeConfig:
     template: str = DEFAULT_JUDGE_TEMPLATE
     max_new_tokens: int = 512
     batch_size: int = 8
+    # A prompt whose two samples the judge rates alike (or does not rate): drop it, or keep it with
+    # the first sample as chosen.
+    ties: str = "drop"
 
     def validate(self, key: str) -> None:
         check_choice(key, "kind", self.kind, ("reference", "model"))
+        check_choice(key, "ties", self.ties, ("drop", "keep"))
         check_choice(key, "backend", self.backend, ("hf", "vllm"))
         if "{question}" not in self.template or "{answer}" not in self.template:
             raise ConfigError(f"{key}.template must contain {{question}} and {{answer}}, got {self.template!r}")
@@ -286,7 +294,7 @@ class ExperimentConfig:
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Load, override, validate and resolve an experiment config."""
     path = Path(path)
-    data = read_yaml_mapping(path, "config file")
+    data = read_config_file(path, "config file")
     for assignment in overrides:
         apply_override(data, assignment)
     config = from_dict(ExperimentConfig, data)
@@ -297,27 +305,41 @@ TOY_ASSET = "toy:"
 
 
 def _check_model_dir(key: str, path: str) -> None:
+    if not path:
+        raise ConfigError(f"{key}: missing; give a local HF checkpoint directory")
     if not (Path(path).expanduser() / "config.json").is_file():
         raise ConfigError(f"{key}: {path} is not a HF checkpoint directory (no config.json); give a local "
                           "checkpoint directory (models are never downloaded) or 'toy'")
 
 
 def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) -> ExperimentConfig:
-    """Turn `toy`/`toy:<asset>` references into cache paths and check that local paths exist.
-    A detection-only experiment (`retmask detect`) reads no prompts, so needs none."""
+    """Turn `toy`/`toy:<asset>` references into cache paths and check that local paths exist, every
+    missing one named in one error. A detection-only experiment (`retmask detect`) reads no prompts,
+    so needs none."""
+    from retmask.strategies import get_strategy
+
+    problems: list[str] = []
+
+    def checked(check, *args):
+        try:
+            return check(*args)
+        except ConfigError as error:
+            problems.append(str(error))
+            return None
+
     if config.model.path == "toy":
         if config.toy_model is None:
             raise ConfigError("model.path is 'toy' but there is no toy_model section with its recipe")
         config.model.path = str(toy_model_dir(config.toy_model))
     elif not config.model.path:
-        raise ConfigError("model.path: missing; give a local HF checkpoint directory or 'toy'")
+        problems.append("model.path: missing; give a local HF checkpoint directory or 'toy'")
     else:
-        _check_model_dir("model.path", config.model.path)
-    if config.rejected_model.path:
-        _check_model_dir("rejected_model.path", config.rejected_model.path)
-    _resolve_synthesis_model(config)
+        checked(_check_model_dir, "model.path", config.model.path)
+    if config.rejected_model.path or get_strategy(config.strategy).rejected_from == "rejected_model":
+        checked(_check_model_dir, "rejected_model.path", config.rejected_model.path)
+    checked(_resolve_synthesis_model, config)
     if config.strategy == "win-lose-pair" and config.judge.kind == "model":
-        _check_model_dir("judge.path", config.judge.path)
+        checked(_check_model_dir, "judge.path", config.judge.path)
     if not config.run_dir:
         config.run_dir = str(Path("runs") / config.name)
 
@@ -338,17 +360,25 @@ def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) 
             raise ConfigError(f"{key}: {value} does not exist")
         return str(resolved)
 
-    config.detection.haystack = data_path("detection.haystack", config.detection.haystack)
-    config.detection.needles = data_path("detection.needles", config.detection.needles)
+    def resolved(key: str, value: str) -> str:
+        found = checked(data_path, key, value)
+        return value if found is None else found
+
+    config.detection.haystack = resolved("detection.haystack", config.detection.haystack)
+    config.detection.needles = resolved("detection.needles", config.detection.needles)
     if config.synthesis.prompts or not detection_only:
-        config.synthesis.prompts = data_path("synthesis.prompts", config.synthesis.prompts)
+        config.synthesis.prompts = resolved("synthesis.prompts", config.synthesis.prompts)
     if config.train.deepspeed:
-        config.train.deepspeed = data_path("train.deepspeed", config.train.deepspeed)
+        config.train.deepspeed = resolved("train.deepspeed", config.train.deepspeed)
     if config.general.include_path:
         # absolute: lm-eval indexes the folder, then runs from it (and jobs may start elsewhere)
-        folder = data_path("general.include_path", config.general.include_path)
-        config.general.include_path = str(Path(folder).resolve())
-        config.general.check_task_folder("general")
+        folder = checked(data_path, "general.include_path", config.general.include_path)
+        if folder is not None:
+            config.general.include_path = str(Path(folder).resolve())
+            checked(config.general.check_task_folder, "general")
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          f"{len(problems)} inputs are missing or wrong:\n  - " + "\n  - ".join(problems))
     return config
 
 

@@ -74,11 +74,14 @@ def select_random(scores: dict[str, float], count: int, seed: int, exclude: set[
 
 
 def select_heads(scores: dict[str, float], rule: str, tau: float, top_k: int = 0, count: int = 0,
-                 seed: int = 0, retrieval: list[str] | None = None) -> Selection:
+                 seed: int = 0, retrieval: list[str] | None = None, min_heads: int = 0) -> Selection:
     """Apply a selection rule. random and non_retrieval draw as many heads as the retrieval set
-    (default: the τ rule's) unless `count` says otherwise, so controls are compared at equal size;
-    non_retrieval excludes the retrieval set."""
-    retrieval = select_threshold(scores, tau) if retrieval is None else retrieval
+    (default: the τ rule's, or its `min_heads` best heads when fewer reach τ) unless `count` says
+    otherwise, so controls are compared at equal size; non_retrieval excludes the retrieval set."""
+    if retrieval is None:
+        retrieval = select_threshold(scores, tau)
+        if len(retrieval) < min_heads:
+            retrieval = select_top_k(scores, min_heads)
     size = count or len(retrieval)
     if rule == "threshold":
         heads = retrieval

@@ -200,6 +200,27 @@ def config_lengths(helmet_path: str | Path, config_file: str) -> set[int]:
                           f"checkout's configs/, e.g. recall_short.yaml (8K-64K) and recall.yaml (128K)") from exc
 
 
+def config_categories(helmet_path: str | Path, config_file: str) -> dict[int, set[str]]:
+    """Per input length, the categories of the datasets a HELMET config file runs: its comma-separated
+    `datasets` paired with its `input_max_length` as eval.py pairs them (one length: every dataset)."""
+    import yaml
+
+    path = Path(helmet_path).expanduser() / "configs" / config_file
+    try:
+        spec = yaml.safe_load(path.read_text())
+        names = [n.strip() for n in str(spec["datasets"]).split(",")]
+        lengths = [int(n) for n in str(spec["input_max_length"]).split(",") if n.strip()]
+    except (OSError, yaml.YAMLError, TypeError, KeyError, ValueError) as exc:
+        raise HelmetError(f"{path}: not a HELMET config with datasets and input_max_length ({exc})") from exc
+    lengths = lengths * len(names) if len(lengths) == 1 else lengths
+    runs: dict[int, set[str]] = {}
+    for name, length in zip(names, lengths):
+        spec_of = next((s for s in DATASETS.values() if re.fullmatch(s.regex, name)), None)
+        if spec_of is not None:
+            runs.setdefault(length, set()).add(CATEGORY_OF[spec_of.name])
+    return runs
+
+
 def _checked_datasets(datasets: Iterable[str] | None) -> list[str]:
     names = list(DATASETS) if datasets is None else list(datasets)
     unknown = [n for n in names if n not in DATASETS]

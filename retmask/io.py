@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_root() -> Path:
+    """Where built things are kept between runs (toy models, rehearsal twins): $RETMASK_CACHE, else
+    ~/.cache/retmask."""
+    return Path(os.environ.get("RETMASK_CACHE", Path.home() / ".cache" / "retmask"))
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

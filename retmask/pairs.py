@@ -105,9 +105,11 @@ def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], rules: Pairs
     return build
 
 
-def order_by_verdicts(first_rows: list[dict], second_rows: list[dict], verdicts: dict) -> tuple[list, list, Counter]:
+def order_by_verdicts(first_rows: list[dict], second_rows: list[dict], verdicts: dict,
+                      ties: str = "drop") -> tuple[list, list, Counter]:
     """Win-lose pairs: for each prompt the sample its judge prefers goes to the chosen side. Prompts
-    the judge could not separate (a tie, or a rating it did not give) are dropped and counted."""
+    the judge could not separate (a tie, or a rating it did not give) are dropped and counted, or
+    with ties="keep" kept in sampled order (the first sample chosen)."""
     first = {row["prompt_id"]: row for row in first_rows}
     second = {row["prompt_id"]: row for row in second_rows}
     winners, losers, dropped = [], [], Counter()
@@ -115,8 +117,10 @@ def order_by_verdicts(first_rows: list[dict], second_rows: list[dict], verdicts:
         verdict = verdicts.get(prompt_id)
         winner = verdict.winner if verdict is not None else None
         if winner is None:
-            dropped["judge_tie" if verdict is not None else "judge_missing"] += 1
-            continue
+            if ties != "keep" or verdict is None:
+                dropped["judge_tie" if verdict is not None else "judge_missing"] += 1
+                continue
+            winner = "first"
         good, bad = (first, second) if winner == "first" else (second, first)
         winners.append(good[prompt_id])
         losers.append(bad[prompt_id])

@@ -101,6 +101,32 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     return data
 
 
+def read_config_file(path: Path, what: str, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping; `extends: OTHER.yaml` (relative to it) takes the other file's keys
+    first and this file's over them, section by section."""
+    path = Path(path)
+    data = read_yaml_mapping(path, what)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends: expected the path of one config file, got {parent!r}")
+    base = (path.parent / parent).resolve()
+    if base in _seen or base == path.resolve():
+        raise ConfigError(f"{path}: extends {parent} makes a loop ({' -> '.join(p.name for p in (*_seen, base))})")
+    return merge_mappings(read_config_file(base, f"{path.name}: extends", (*_seen, path.resolve())), data)
+
+
+def merge_mappings(base: dict, extra: dict) -> dict:
+    """`extra` merged into `base` key by key (nested mappings merged, everything else replaced)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_mappings(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 def check_choice(key: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
     """`key.name` must be one of `allowed`: else one error naming them."""
     if value not in allowed:

@@ -100,7 +100,7 @@ def untrained_models(cfg: ExperimentConfig, scores: dict[str, float]) -> list[tu
 
     e, s = cfg.evaluation, cfg.selection
     synthesizer = cfg.synthesis_source()
-    retrieval = select_heads(scores, s.rule, s.tau, s.top_k, s.count, s.seed)
+    retrieval = select_heads(scores, s.rule, s.tau, s.top_k, s.count, s.seed, min_heads=s.min_heads)
     models = [("base", cfg.model, [])] + ([(SYNTHESIS_BASE, synthesizer, [])] if cfg.cross_model else [])
     models.append(("ablated", synthesizer, retrieval.heads))
     for rule in e.control_rules:

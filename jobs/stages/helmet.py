@@ -1,6 +1,7 @@
-"""Stages: HELMET on the base and trained models, one array task per (model, HELMET config
-file), run from the user's HELMET checkout; then its scores parsed and averaged per category and
-length, where a missing or failed result makes the average "incomplete", never silently smaller."""
+"""Stages: HELMET on the untrained model (`helmet_base`, shared by every run of the model) and on
+the trained one (`helmet`), one array task per HELMET config file, run from the user's HELMET
+checkout; then its scores parsed and averaged per category and length, where a missing or failed
+result makes the average "incomplete", never silently smaller."""
 from __future__ import annotations
 
 import re
@@ -14,13 +15,11 @@ from retmask.io import write_json
 from retmask.rundir import RunDir
 
 
-def shard_task(cfg: ExperimentConfig, shard: int) -> tuple[str, str]:
-    h = cfg.helmet
-    return h.models[shard // len(h.configs)], h.configs[shard % len(h.configs)]
+STAGES = {"base": "helmet_base", "trained": "helmet"}  # model -> the stage that evaluates it
 
 
 def output_dir(run: RunDir, model: str) -> Path:
-    return run.stage_dir("helmet") / "outputs" / model
+    return run.stage_dir(STAGES[model]) / "outputs" / model
 
 
 def eval_command(cfg: ExperimentConfig, model_path: str, config_file: str, out: Path) -> list[str]:
@@ -51,14 +50,13 @@ def _wait(process: subprocess.Popen, seconds: float) -> int | None:
         return None
 
 
-def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
-    model, config_file = shard_task(cfg, shard)
-    model_path = cfg.model.path if model == "base" else str(trained_model_dir(run))
+def _evaluate(cfg: ExperimentConfig, run: RunDir, model: str, model_path: str, shard: int) -> None:
+    stage, config_file = STAGES[model], cfg.helmet.configs[shard]
     out = output_dir(run, model)
     out.mkdir(parents=True, exist_ok=True)
-    log = run.stage_dir("helmet") / "logs" / f"{model}-{Path(config_file).stem}.log"
+    log = run.stage_dir(stage) / "logs" / f"{model}-{Path(config_file).stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    progress = run.progress_reporter("helmet", shard, "datasets", config_datasets(cfg, config_file))
+    progress = run.progress_reporter(stage, shard, "datasets", config_datasets(cfg, config_file))
     with open(log, "w") as handle:  # HELMET reads configs/ and data/ relative to its checkout
         process = subprocess.Popen(eval_command(cfg, model_path, config_file, out), cwd=cfg.helmet.path,
                                    stdout=handle, stderr=subprocess.STDOUT)
@@ -69,6 +67,14 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
         tail = log.read_text(errors="replace").splitlines()[-5:]
         raise RuntimeError(f"HELMET eval.py failed on {config_file} for the {model} model (exit "
                            f"{returncode}); log {log}: " + " | ".join(tail))
+
+
+def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    _evaluate(cfg, run, "base", cfg.model.path, shard)
+
+
+def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
+    _evaluate(cfg, run, "trained", str(trained_model_dir(run)), shard)
 
 
 AVERAGES_FILES = {"judge": "averages.json", "rouge": "rouge_averages.json"}  # scoring -> file in helmet_scores

@@ -52,7 +52,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
         if strategy.judged:
             from jobs.stages.judge import read_verdicts
 
-            chosen, rejected, undecided = order_by_verdicts(chosen, rejected, read_verdicts(run))
+            chosen, rejected, undecided = order_by_verdicts(chosen, rejected, read_verdicts(run), cfg.judge.ties)
         build = build_pairs(chosen, rejected, cfg.pairs, reasoning_field)
         if undecided:
             build.prompts += sum(undecided.values())

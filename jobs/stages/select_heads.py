@@ -13,7 +13,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     scores = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
     s = cfg.selection
-    retrieval = select_heads(scores, s.rule, s.tau, s.top_k, s.count, s.seed)
+    retrieval = select_heads(scores, s.rule, s.tau, s.top_k, s.count, s.seed, min_heads=s.min_heads)
     if not retrieval.heads:
         raise ValueError(f"selection rule {s.rule!r} chose no heads (tau={s.tau}); the best head scored "
                          f"{max(scores.values()):.3f}: lower selection.tau or use rule top_k")

@@ -47,6 +47,26 @@ def _log_up_to(path, step: int | None) -> None:
     write_jsonl(path, rows)
 
 
+def deepspeed_process_group() -> None:
+    """DeepSpeed's process group, before the trainer builds the models. A process no launcher
+    started (`retmask run`, a study on this machine) is a world of one, said in the environment:
+    DeepSpeed would otherwise look for MPI to find its world. On CPU nothing else starts DeepSpeed's
+    communication layer, and ZeRO-3's zero.Init (the reference model) would see no group."""
+    import socket
+
+    import torch
+
+    if "RANK" not in os.environ:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    if not torch.cuda.is_available():
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+
+
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     import datasets
 
@@ -56,6 +76,8 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.training import check_truncation, latest_checkpoint, truncation_report
 
     sft = get_strategy(cfg.strategy).trainer == "sft"
+    if cfg.train.deepspeed:
+        deepspeed_process_group()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     # Master weights in float32 whatever model.dtype says: AdamW steps of 5e-7 vanish in bf16
     # weights. bf16 is the compute dtype (autocast via train.bf16, or DeepSpeed's bf16 mode).

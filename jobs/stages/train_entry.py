@@ -12,17 +12,7 @@ from retmask.rundir import RunDir
 
 def main(run_root: str) -> None:
     run_dir = RunDir(run_root)
-    cfg = load_run_config(run_dir)
-    if cfg.train.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
-
-        if not torch.cuda.is_available():
-            # On CPU nothing else starts DeepSpeed's communication layer, and ZeRO-3's zero.Init
-            # (the reference model) would see a single process.
-            import deepspeed
-
-            deepspeed.init_distributed(dist_backend="gloo")
-    run(cfg, run_dir, 0)
+    run(load_run_config(run_dir), run_dir, 0)  # the stage starts DeepSpeed's process group where it needs to
     if _leave_process_group():
         _exit_skipping_finalizers()
 

@@ -3,11 +3,10 @@ the package, else trained once into the local cache, keyed by the recipe's hash.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from retmask.io import fingerprint
+from retmask.io import cache_root, fingerprint
 from retmask.typed_yaml import ConfigError
 
 
@@ -56,7 +55,7 @@ SHIPPED_TOY_MODELS = Path(__file__).resolve().parent / "checkpoints"
 
 
 def toy_cache_root() -> Path:
-    return Path(os.environ.get("RETMASK_CACHE", Path.home() / ".cache" / "retmask")) / "toy-models"
+    return cache_root() / "toy-models"
 
 
 def toy_recipe_hash(recipe: ToyModelConfig) -> str:

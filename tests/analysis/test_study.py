@@ -2,7 +2,7 @@
 are computed from the files, and a strategy that did not run is said not to have run."""
 from pathlib import Path
 
-from analysis.study import summary_lines, write_study_report
+from analysis.study_report import summary_lines, write_study_report
 from retmask.io import read_json, write_json, write_jsonl
 
 LENGTHS = (32, 64, 96, 128)  # long band: 96 and 128

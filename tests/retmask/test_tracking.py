@@ -87,7 +87,7 @@ def test_evaluation_and_report_figures_are_the_ones_written_to_disk(tracked_run)
 def test_a_study_logs_its_table_and_claims_beside_its_runs(tracked_run, tmp_path):
     """The study's figures from a real report over a one-run plan (the tracked run as its
     retrieval-mask run), sent where `retmask study` sends them."""
-    from analysis.study import write_study_report
+    from analysis.study_report import write_study_report
     from jobs.study import study_figures
 
     cfg, run = tracked_run

@@ -48,15 +48,19 @@ def test_helmet_array_then_averages_with_missing_results_named(fake_helmet, tmp_
     cfg = from_dict(ExperimentConfig, {"name": "h", "model": {"path": "/models/base"}, "helmet": {
         "path": str(fake_helmet), "configs": ["recall_short.yaml", "rerank_short.yaml"], "lengths": [8192, 16384]}})
     stages = {s.name: s for s in build_stages(cfg)}
-    assert stages["helmet"].shards(cfg) == 4 and stages["helmet_scores"].depends == ("helmet",)
-    assert "helmet_scores" in stages["report"].depends
+    # the untrained model's HELMET depends on no training (every run of the model shares it)
+    assert stages["helmet_base"].shards(cfg) == stages["helmet"].shards(cfg) == 2
+    assert stages["helmet_base"].depends == () and stages["helmet"].depends == ("train",)
+    assert stages["helmet_scores"].depends == ("helmet_base", "helmet") and "helmet_scores" in stages["report"].depends
     run = RunDir(tmp_path / "run")
-    for shard in range(4):
+    for shard in range(2):
+        helmet.run_base(cfg, run, shard)
         helmet.run(cfg, run, shard)
     helmet.merge(cfg, run, 0)
     # each task reported the datasets of its config it got through, as eval.py's log said
-    assert [(p.done, p.total, p.unit) for _, p in sorted(run.stage_progress("helmet").items())] == \
-        [(4, 4, "datasets"), (1, 1, "datasets")] * 2
+    for stage in ("helmet_base", "helmet"):
+        assert [(p.done, p.total, p.unit) for _, p in sorted(run.stage_progress(stage).items())] == \
+            [(4, 4, "datasets"), (1, 1, "datasets")]
     averages = read_json(run.stage_dir("helmet_scores") / "averages.json")
     base, trained = averages["base"], averages["trained"]
     assert base["8192"]["categories"]["Recall"] == {"value": 75.0, "incomplete": False, "missing": []}
@@ -73,7 +77,7 @@ def test_failed_helmet_run_names_its_config_and_log(fake_helmet, tmp_path):
     cfg = from_dict(ExperimentConfig, {"name": "h", "model": {"path": "/m"}, "helmet": {
         "path": str(fake_helmet), "configs": ["recall_short.yaml"], "lengths": [8192]}})
     with pytest.raises(RuntimeError, match="HELMET eval.py failed on recall_short.yaml for the base model"):
-        helmet.run(cfg, RunDir(tmp_path / "run"), 0)
+        helmet.run_base(cfg, RunDir(tmp_path / "run"), 0)
 
 
 def test_lengths_no_config_runs_and_a_config_not_in_the_checkout_are_refused(fake_helmet):
@@ -98,7 +102,7 @@ def test_rouge_averages_put_rouge_in_place_of_the_judge(fake_helmet, tmp_path):
     cfg = from_dict(ExperimentConfig, {"name": "h", "model": {"path": "/models/base"}, "helmet": {
         "path": str(fake_helmet), "configs": ["longqa_short.yaml"], "lengths": [8192], "models": ["base"]}})
     run = RunDir(tmp_path / "run")
-    helmet.run(cfg, run, 0)
+    helmet.run_base(cfg, run, 0)
     helmet.merge(cfg, run, 0)
     judged = read_json(run.stage_dir("helmet_scores") / "averages.json")["base"]["8192"]["categories"]["LongQA"]
     assert judged["value"] is None and "'gpt-4-score' missing" in judged["missing"][0]
