@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from retmask.config import ConfigError, apply_override, from_dict
+from retmask.typed_yaml import read_yaml_mapping
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm_templates"
 
@@ -118,7 +117,7 @@ def load_profile(name_or_path: str, overrides: list[str] = ()) -> ClusterProfile
     if not path.is_file():
         raise ConfigError(f"cluster profile {name_or_path!r} not found; known profiles: "
                           f"{', '.join(available_profiles())}, or give a path to a profile YAML")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml_mapping(path, "cluster profile")  # not YAML, or not a mapping: one line naming the file
     for assignment in overrides:
         apply_override(data, assignment)
     profile = from_dict(ClusterProfile, data, key=f"profile {path.stem}")

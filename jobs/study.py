@@ -126,9 +126,8 @@ def _missing_inputs_text(problems: list[str], unset: dict[str, list[str]]) -> st
     """The problems of a study's runs, and the inputs not given that feed the keys they name."""
     hints = [f"inputs.{name} is not given (it feeds {', '.join(keys)})" for name, keys in unset.items()
              if any(f" {key}:" in f" {problem.split(': ', 1)[-1]}" for key in keys for problem in problems)]
-    lines = problems + hints
-    return (f"the study's runs cannot start ({len(problems)} problem(s)); give the inputs as --set inputs.NAME=PATH:"
-            "\n  - " + "\n  - ".join(lines))
+    give = "; give the inputs as --set inputs.NAME=PATH" if hints else ""
+    return (f"the study's runs cannot start ({len(problems)} problem(s){give}):\n  - " + "\n  - ".join(problems + hints))
 
 
 def check_tau_sweep(study: StudyConfig, cfg: ExperimentConfig) -> None:

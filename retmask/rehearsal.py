@@ -33,7 +33,7 @@ from retmask.errors import UserError
 from retmask.io import cache_root, write_json
 
 SUFFIX = "-rehearsal"
-TWIN_VERSION = 1  # part of every twin's cache key: bump when the recipe below changes
+TWIN_VERSION = 2  # part of every twin's cache key: bump when the recipe below changes
 TWIN_HEAD_WIDTH = 16  # the twin's hidden size per query head (transformers wants a multiple of the heads)
 TWIN_INTERMEDIATE = 128
 TWIN_MIN_LAYERS = 2
@@ -153,26 +153,21 @@ def _write_twin(source: Path, out: Path) -> None:
     import transformers
 
     out.mkdir(parents=True)
-    for path in source.iterdir():  # tokenizer, chat template, generation config...: as they are
-        if path.is_file() and path.name != "config.json" and not path.name.endswith(WEIGHT_FILES) \
-                and not path.name.endswith(".index.json"):
-            shutil.copy2(path, out / path.name)
     config_data = twin_config(json.loads((source / "config.json").read_text()))
     (out / "config.json").write_text(json.dumps(config_data, indent=2))
     config = transformers.AutoConfig.from_pretrained(out)
     architecture = (config_data.get("architectures") or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
     torch.manual_seed(0)
-    if model_class is None:
-        model = transformers.AutoModelForCausalLM.from_config(config)
-    else:
-        model = model_class(config)
+    model = model_class(config) if model_class is not None else transformers.AutoModelForCausalLM.from_config(config)
     dtype = config_data.get("torch_dtype") or config_data.get("dtype")
     if isinstance(dtype, str) and hasattr(torch, dtype):
         model = model.to(getattr(torch, dtype))
     model.save_pretrained(out)
-    (out / "config.json").write_text(json.dumps({**json.loads((out / "config.json").read_text()),
-                                                 "retmask_twin_of": str(source)}, indent=2))
+    for path in source.iterdir():  # then the checkpoint's own tokenizer, chat template and generation config
+        if path.is_file() and path.name != "config.json" and not path.name.endswith(WEIGHT_FILES) \
+                and not path.name.endswith(".index.json"):
+            shutil.copy2(path, out / path.name)
 
 
 # ---------------------------------------------------------------------------------------------- workloads

@@ -63,9 +63,11 @@ class StudyConfig:
     # scores them (LongQA and Summ then need GPT-4 scores), `helmet_rouge` with ROUGE in place of
     # the GPT-4 judge, as the paper's pilot runs did.
     tau_metric: str = "niah_rouge_recall"
-    # Default: the categories the helmet stage scores by itself under either metric (Cite needs
-    # eval_alce.py; LongQA and Summ need a judge under `helmet`, ROUGE under `helmet_rouge`).
-    tau_helmet_categories: list[str] = field(default_factory=lambda: ["Recall", "RAG", "Re-rank", "ICL"])
+    # Default: HELMET's seven, as the paper's proxy averaged them (its untrained Qwen3 row of Table 6
+    # is the mean of Table 10's seven); eval.py scores Cite itself (through eval_alce), LongQA and
+    # Summ need the judge's files under `helmet`, ROUGE under `helmet_rouge`.
+    tau_helmet_categories: list[str] = field(default_factory=lambda: [
+        "Recall", "RAG", "Cite", "Re-rank", "ICL", "LongQA", "Summ"])
     # Variants (name -> its keys): each runs the study's strategy x seed grid (or its own strategies).
     # Empty: the experiment alone, runs named as they always were.
     variants: dict[str, VariantConfig] = field(default_factory=dict)
@@ -141,6 +143,8 @@ def load_study(path: str | Path, overrides: list[str] = ()) -> tuple[StudyConfig
         raise ConfigError(f"{path}: no `study` section; a study file is an experiment config plus a study section "
                           "(strategies, seeds, development_seeds, ...)")
     inputs = data.pop("inputs", None) or {}
+    if isinstance(inputs, dict):  # `--set inputs.NAME=` clears one
+        inputs = {name: "" if value is None else value for name, value in inputs.items()}
     if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
         raise ConfigError(f"{path}: inputs: expected a mapping of names to paths, e.g. inputs: {{llama: /models/...}}, "
                           f"got {inputs!r}")

@@ -113,7 +113,8 @@ def read_config_file(path: Path, what: str, _seen: tuple[Path, ...] = ()) -> dic
         raise ConfigError(f"{path}: extends: expected the path of one config file, got {parent!r}")
     base = (path.parent / parent).resolve()
     if base in _seen or base == path.resolve():
-        raise ConfigError(f"{path}: extends {parent} makes a loop ({' -> '.join(p.name for p in (*_seen, base))})")
+        chain = (*_seen, path.resolve(), base)
+        raise ConfigError(f"{path}: extends {parent} makes a loop ({' -> '.join(p.name for p in chain)})")
     return merge_mappings(read_config_file(base, f"{path.name}: extends", (*_seen, path.resolve())), data)
 
 

@@ -62,5 +62,14 @@ def small_toy_run(tmp_path_factory, toy_model_dir) -> SmallRun:
     return SmallRun(run, load_run_config(run), card)
 
 
+@pytest.fixture(scope="session")
+def paper_inputs(tmp_path_factory) -> dict[str, str]:
+    """inputs.NAME -> path for the paper's studies: the six models' checkpoint folders (config and
+    tokenizer, no weights), prompt sets, a HELMET checkout and lm-eval task files, made here."""
+    from tests.helpers.paper_inputs import write_paper_inputs
+
+    return write_paper_inputs(tmp_path_factory.mktemp("paper-inputs"))
+
+
 from tests.gridengine_cluster import local_gridengine  # noqa: F401  (session fixture: a real single-host Grid Engine)
 from tests.slurm_cluster import local_slurm  # noqa: F401  (session fixture: a real single-node SLURM)

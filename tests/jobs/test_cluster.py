@@ -57,12 +57,12 @@ def test_golden_scripts_carry_what_a_cluster_needs():
     one = (GOLDEN / "slurm-4xh100-1x4.sbatch").read_text()
     two = (GOLDEN / "slurm-8xh200-2x8.sbatch").read_text()
     assert "#SBATCH --gres=gpu:h100:4" in one and "--num_machines 1 --num_processes 4" in one
-    assert "gradient accumulation 128 x 4 GPUs" in one
+    assert "per-device batch 2 x gradient accumulation 64 x 4 GPUs" in one  # the authors' Llama-3.1 launch
     train = two.split("# ===== train =====")[1].split("# =====")[0]
     assert "#SBATCH --nodes=2" in train and "#SBATCH --ntasks-per-node=1" in train
     assert "#SBATCH --gpus-per-node=8" in train and "#SBATCH --account=gxa50000" in train
     assert "--machine_rank $SLURM_NODEID" in train  # read on each node, not once in the script
-    assert "gradient accumulation 32 x 16 GPUs" in train
+    assert "gradient accumulation 16 x 16 GPUs" in train
     assert "#SBATCH --array=0-63%64" in two and "--signal=USR2@120" in two
     for shape, request, remote in (("tsubame4-h100-2x4", "#$ -l node_f=2", "qrsh -inherit -nostdin"),
                                    ("abci3-h200-2x8", "#PBS -l select=2", "pbs_tmrsh")):

@@ -132,3 +132,29 @@ def test_a_cluster_study_dry_run_shows_what_each_run_takes_and_writes_nothing(tm
     assert f"(computed by {tmp_path / 's/runs/retrieval-mask-tau0.5-seed1'}: toy_model, detect, synthesize_chosen)" \
         in second
     assert not (tmp_path / "s").exists()
+
+
+def test_a_paper_study_rehearses_on_the_cluster_with_the_same_job_graph(tmp_path, local_slurm, paper_inputs):
+    """configs/paper/table8-sft.yaml rehearsed through `retmask study --cluster`: its twins' jobs go
+    through the local SLURM (arrays, dependencies, the shared stages taken), then the rerun writes
+    the report with Table 8 beside the paper's numbers."""
+    from tests.helpers.paper_inputs import input_arguments
+
+    args = [sys.executable, "-m", "jobs.cli", "study", str(REPO / "configs/paper/table8-sft.yaml"), "--cluster",
+            "local-slurm", "--rehearse", *input_arguments(paper_inputs)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    submitted = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    root = tmp_path / "runs/paper-table8-sft-rehearsal"
+    assert "REHEARSAL" in submitted.stdout and "[llama-3.1-8b-instruct: sft seed 1] [detect] submitted" in submitted.stdout
+    runs = [RunDir(root / "runs/llama-3.1-8b-instruct" / f"{strategy}-seed1") for strategy in ("sft", "retrieval-mask")]
+    for run in runs:
+        wait_until_idle(run, settle_s=2)
+    reported = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert reported.returncode == 0, reported.stdout + reported.stderr
+    assert "every run finished; report:" in reported.stdout
+    table = read_json(root / "report/study_results.json")["paper_tables"]["table8"]["rows"]
+    assert table["—"]["8K"]["paper"] == 56.03 and table["SFT"]["128K"]["paper"] == 37.34
+    assert all(cell["why"].startswith("incomplete: ") for row in table.values() for cell in row.values())
+    shared = RunDir(runs[1].root).read_manifest()["stages"]
+    assert shared["helmet_base"]["shared_from"] == shared["detect"]["shared_from"] == str(runs[0].root)
