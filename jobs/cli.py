@@ -250,10 +250,11 @@ def cmd_study(args) -> int:
     _print_study_dirs(files, args.rehearse)
     reports, failed = run_studies(files, development=args.development, log=lambda line: print(line, flush=True),
                                   rehearse=args.rehearse)
-    for report in reports:
-        print("\n".join([f"== {report.parent.parent.name}", *summary_lines(report.parent.parent)]))
+    for report, took in reports:
+        print("\n".join([f"== {report.parent.parent.name}: its runs finished after {took:.1f}s",
+                          *summary_lines(report.parent.parent)]))
     print(f"finished in {time.perf_counter() - started:.1f}s; report{'s' if len(reports) > 1 else ''}: "
-          + ", ".join(map(str, reports)))
+          + ", ".join(str(report) for report, _ in reports))
     if failed:
         return _fail(f"{len(failed)} run(s) failed; rerun the same command to resume them:\n" +
                      "\n".join(f"  {error}" for error in failed.values()))

@@ -27,7 +27,8 @@ from pathlib import Path
 PRELOAD = ["jobs.runner", "jobs.pipeline", "torch", "datasets", "accelerate", "deepspeed", "safetensors",
            "rouge_score.rouge_scorer", "transformers.modeling_utils", "transformers.generation.utils",
            "transformers.trainer", "transformers.models.auto.modeling_auto",
-           "transformers.models.auto.tokenization_auto", "trl.trainer.dpo_trainer", "trl.trainer.sft_trainer"]
+           "transformers.models.auto.tokenization_auto", "trl.trainer.dpo_trainer", "trl.trainer.sft_trainer",
+           "deepspeed.runtime.engine", "deepspeed.runtime.zero.muon.muon_optimizer"]
 _context = None
 
 

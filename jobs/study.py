@@ -151,9 +151,11 @@ def stage_owners(runs: list[StudyRun]) -> list[dict[str, RunDir]]:
     return owned
 
 
-def execute(runs: list[StudyRun], processes: int, log=print, timeout_min: int = 1440) -> dict[int, str]:
+def execute(runs: list[StudyRun], processes: int, log=print, timeout_min: int = 1440,
+            finished_at: dict[int, float] | None = None) -> dict[int, str]:
     """Run every run of the plan at once, each in a thread, with at most `processes` shards running
-    over all of them; a run waits for the stages its owners compute. Returns the failed runs."""
+    over all of them; a run waits for the stages its owners compute. Returns the failed runs; each
+    run's end time goes into `finished_at` (run index -> time.time())."""
     owned = stage_owners(runs)
     slots = threading.Semaphore(processes)
     stop = threading.Event()  # Ctrl-C or SIGTERM: every pipeline cancels its shards
@@ -177,6 +179,8 @@ def execute(runs: list[StudyRun], processes: int, log=print, timeout_min: int = 
         finally:
             with lock:
                 ended.add(run.run.root)
+                if finished_at is not None:
+                    finished_at[index] = time.time()
 
     threads = [threading.Thread(target=work, args=(i,), name=r.label, daemon=True) for i, r in enumerate(runs)]
     try:
@@ -272,15 +276,22 @@ def all_runs(prepared: list[PreparedStudy]) -> list[StudyRun]:
 
 
 def run_studies(files: list[StudyFile], development: bool = False, log=print,
-                rehearse: bool = False) -> tuple[list[Path], dict[int, str]]:
-    """Plan, run and report studies on this machine, together; returns the reports' paths and the failed runs."""
+                rehearse: bool = False) -> tuple[list[tuple[Path, float]], dict[int, str]]:
+    """Plan, run and report studies on this machine, together; returns each report's path with the
+    seconds its study took (until its last run ended), and the failed runs."""
     prepared = prepare_studies(files, development, log, rehearse)
     runs = all_runs(prepared)
     for run in runs:
         record_config(run.cfg)
     processes = max(p.study.processes for p in prepared) or os.cpu_count() or 1
-    failed = execute(runs, processes, log)
-    return [report_study(p) for p in prepared], failed
+    started, finished_at = time.time(), {}
+    failed = execute(runs, processes, log, finished_at=finished_at)
+    reports, first = [], 0
+    for p in prepared:
+        took = max(finished_at[i] for i in range(first, first + len(p.runs))) - started
+        reports.append((report_study(p), took))
+        first += len(p.runs)
+    return reports, failed
 
 
 def report_study(prepared: PreparedStudy) -> Path:

@@ -55,38 +55,35 @@ def retrieval_change(before: dict[str, float], after: dict[str, float], masked: 
     }
 
 
-def _niah_instances(cfg: ExperimentConfig, model_path: str):
+def _niah_instances(cfg: ExperimentConfig, tokenizer, model_path: str):
     """The NIAH instances in the tokens of the checkpoint at `model_path`."""
-    from transformers import AutoTokenizer
-
     from retmask.niah import build_instances, check_within_positions
 
     e, d = cfg.evaluation, cfg.detection
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
     instances = build_instances(tokenizer, d.haystack, d.needles, e.niah_lengths, e.niah_depths, d.template)
     check_within_positions(instances, d.max_new_tokens, max_positions(model_path), "evaluation",
                            e.beyond_max_positions)
     return instances
 
 
-def _evaluate_niah(cfg: ExperimentConfig, name: str, path: str, dtype: str, heads: list[str]) -> dict:
+def _evaluate_niah(cfg: ExperimentConfig, name: str, path: str, loaded, heads: list[str]) -> dict:
+    """NIAH of the loaded (model, tokenizer) of `path` with `heads` masked in memory."""
     from retmask.evaluation import niah_records
-    from retmask.generation import load_model
     from retmask.masking import heads_from_names, mask_heads_in_memory
 
-    model, tokenizer = load_model(path, dtype)
+    model, tokenizer = loaded
     mask_heads_in_memory(model, heads_from_names(heads))
-    records = niah_records(model, tokenizer, _niah_instances(cfg, path), cfg.detection.max_new_tokens,
+    records = niah_records(model, tokenizer, _niah_instances(cfg, tokenizer, path), cfg.detection.max_new_tokens,
                            cfg.evaluation.batch_tokens)
     return _niah_summary(name, records, heads, path)
 
 
-def _detection_records(cfg: ExperimentConfig, path: str, dtype: str) -> list[dict]:
-    """Detection records of the checkpoint at `path` on the detection instances, in its own tokens."""
+def _detection_records(cfg: ExperimentConfig, path: str, loaded) -> list[dict]:
+    """Detection records of the loaded, unmasked (model, tokenizer) of `path` on the detection
+    instances, in its own tokens."""
     from retmask.detection import detect_instances
-    from retmask.generation import load_model
 
-    model, tokenizer = load_model(path, dtype)
+    model, tokenizer = loaded
     d = cfg.detection
     return list(detect_instances(model, tokenizer, detection_instances(cfg, tokenizer, path), d.max_new_tokens,
                                  d.rouge_threshold))
@@ -147,11 +144,14 @@ def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.heads import mean_scores
 
     scores = mean_scores(read_json(run.stage_dir("merge_scores") / "retrieval_scores.json"))
+    from retmask.generation import load_model
+
     name, model, heads = untrained_models(cfg, scores)[shard]
-    write_json(_untrained_path(run, shard), _evaluate_niah(cfg, name, model.path, model.dtype, heads))
-    if cfg.cross_model and name == "base":
+    loaded = load_model(model.path, model.dtype)  # loaded once: NIAH, and a cross-model base's detection
+    write_json(_untrained_path(run, shard), _evaluate_niah(cfg, name, model.path, loaded, heads))
+    if cfg.cross_model and name == "base":  # (unmasked: the base masks no head)
         # merge_scores holds the synthesis model's scores: the trained model's before training are its own.
-        write_jsonl(_detection_before_path(run), _detection_records(cfg, model.path, model.dtype))
+        write_jsonl(_detection_before_path(run), _detection_records(cfg, model.path, loaded))
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
@@ -160,8 +160,11 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.detection import merge_records
     from retmask.heads import mean_scores
 
+    from retmask.generation import load_model
+
     trained_path = str(trained_model_dir(run))
-    trained_niah = _evaluate_niah(cfg, "trained", trained_path, cfg.model.dtype, [])
+    loaded = load_model(trained_path, cfg.model.dtype)  # loaded once, unmasked: NIAH, then retrieval scores
+    trained_niah = _evaluate_niah(cfg, "trained", trained_path, loaded, [])
     out = run.stage_dir("evaluate")
     niah = read_untrained_niah(run) + [trained_niah]
     write_json(out / "niah.json", niah)
@@ -173,7 +176,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     shape = (config.num_hidden_layers, config.num_attention_heads)
     kept_before = {r["instance_id"] for r in records_before if r["kept"]}
     before = mean_scores(merge_records(records_before, *shape))
-    after_per_instance = merge_records(_detection_records(cfg, trained_path, cfg.model.dtype), *shape, kept_before)
+    after_per_instance = merge_records(_detection_records(cfg, trained_path, loaded), *shape, kept_before)
     write_json(out / "retrieval_scores_after.json", after_per_instance)
     group, name = watched_heads(cfg, read_json(run.stage_dir("select_heads") / "heads.json"), before)
     change = retrieval_change(before, mean_scores(after_per_instance), group, name)

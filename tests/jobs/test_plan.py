@@ -58,9 +58,13 @@ def test_a_pilot_gives_each_job_its_time_and_gpu_hours_from_its_own_rates(small_
     assert "pilot's share of prompts" in by_stage["train"].work.note and pilot_pairs.is_file()
 
 
-def test_a_task_longer_than_its_limit_is_flagged_with_what_to_change(small_toy_run, toy_model_dir, capsys):
-    arguments = llama_arguments(toy_model_dir) + ["--pilot", str(small_toy_run.run.root), "--set",
-                                                  "synthesis.shards=1", "--profile-set", "time_limit_min.synthesize_chosen=1"]
+def test_a_task_longer_than_its_limit_is_flagged_with_what_to_change(small_toy_run, toy_model_dir, tmp_path, capsys):
+    # a prompt set of the paper's size (its rows are counted, not read): one task synthesizes them all
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Hello"}\n' * 300_000)
+    arguments = llama_arguments(toy_model_dir) + ["--pilot", str(small_toy_run.run.root), "--set", "synthesis.shards=1",
+                                                  "--set", f"synthesis.prompts={prompts}", "--set", "synthesis.prompt_format=prompt",
+                                                  "--profile-set", "time_limit_min.synthesize_chosen=1"]
     assert main(["plan", *arguments]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"synthesize_chosen .* over the 1m00s limit: set time_limit_min.synthesize_chosen: \d+", printed)
