@@ -115,12 +115,11 @@ def cmd_submit(args) -> int:
 
 
 def _rehearsal_of(cfg: ExperimentConfig, out=None, profile=None) -> ExperimentConfig:
-    """The experiment's rehearsal, once the real one has passed the input checks; its training
-    takes as many processes as the profile's training job."""
+    """The experiment's rehearsal (its inputs are checked as the rehearsal's, its NIAH grid as the
+    real one); its training takes as many processes as the profile's training job."""
     from jobs.rehearse import record_rehearsal, rehearse_experiment, training_world
 
     out = out or sys.stdout
-    _check_inputs(cfg, out)
     rehearsal = rehearse_experiment(cfg, log=lambda line: print(line, file=out, flush=True),
                                     world_size=training_world(profile) if profile else 1)
     record_rehearsal(cfg, rehearsal)

@@ -25,8 +25,17 @@ def training_world(profile) -> int:
     return profile.train_nodes * max(profile.gpus_per_node, 1) if profile.kind != "local" else 1
 
 
+def check_real_grid(cfg: ExperimentConfig) -> None:
+    """The real detection grid, built with the real tokenizer before the rehearsal maps it down: a
+    haystack too short for its lengths fails now, not at paper scale."""
+    from jobs.stages import detect
+
+    detect.check_inputs(cfg)
+
+
 def rehearse_experiment(cfg: ExperimentConfig, log=print, world_size: int = 1) -> ExperimentConfig:
     """The rehearsal of one experiment, its run directory beside the real one's."""
+    check_real_grid(cfg)
     notes: list[str] = []
     rehearsal = rehearsal_config(cfg, niah_map([cfg]), notes, world_size)
     rehearsal.run_dir = rehearsal_dir(cfg.run_dir)
@@ -45,6 +54,8 @@ def rehearse_study(study: StudyConfig, runs: list[StudyRun], study_dir: Path, re
     """The study's rehearsal: each run's rehearsal config under `study_dir` (the real study's
     directory with -rehearsal), the long band mapped with the NIAH grids, the report's needs checked
     again on it."""
+    for cfg in {run.variant: run.cfg for run in runs}.values():
+        check_real_grid(cfg)
     lengths = niah_map([run.cfg for run in runs])
     rehearsed_study = dataclasses.replace(study, long_from=lengths(study.long_from))
     rehearsed, notes = [], []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from retmask.config import SamplingConfig
+from retmask.synthesis_config import SamplingConfig
 from retmask.generation import Generation
 from retmask.masking import LINKED_SINGLE_FILE, MASK_RECORD, MASKED_WEIGHTS_FILE
 

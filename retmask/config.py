@@ -12,14 +12,13 @@ from pathlib import Path
 import yaml
 
 from retmask.io import fingerprint
-from retmask.judging import DEFAULT_JUDGE_TEMPLATE
 from retmask.niah import DEFAULT_TEMPLATE
 from retmask.evaluation_config import EvaluationConfig, GeneralConfig, HelmetConfig
+from retmask.synthesis_config import JudgeConfig, PairsConfig, SynthesisConfig
 from retmask.toy.recipe import SHIPPED_TOY_MODELS, ToyModelConfig, toy_model_dir, toy_recipe_hash
 from retmask.typed_yaml import (
     ConfigError,
     apply_override,
-    check_choice,
     check_positive,
     from_dict,
     read_config_file,
@@ -81,99 +80,6 @@ class SelectionConfig:
             raise ConfigError(f"{key}.rule: {self.rule!r} is not one of {', '.join(self.RULES)}")
         if self.rule == "top_k" and self.top_k < 1:
             raise ConfigError(f"{key}.top_k must be >= 1 when rule is top_k, got {self.top_k}")
-
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 0.6
-    top_p: float = 1.0
-    max_new_tokens: int = 2048
-    seed: int = 0
-
-
-@dataclass
-class SynthesisConfig:
-    prompts: str = ""  # jsonl/parquet file or saved `datasets` directory
-    prompt_format: str = "auto"  # auto, lmsys, wildchat, messages, prompt
-    prompt_column: str = ""  # default: the format's own column
-    turns: str = "first"  # first user turn, or "prefix": the conversation up to its last user turn
-    languages: list[str] = field(default_factory=list)  # keep only these (LMSYS/WildChat `language`)
-    drop_redacted: bool = True
-    drop_flagged: bool = False  # moderation-flagged rows
-    dedup: bool = True
-    max_prompt_tokens: int = 0  # 0 = no limit
-    max_prompts: int = 0  # 0 = all
-    shards: int = 2
-    batch_size: int = 16
-    backend: str = "hf"  # hf (transformers generate) or vllm
-    tensor_parallel_size: int = 0  # vllm: GPUs per engine; 0 = every GPU the task was given (the profile's)
-    enable_thinking: bool | None = None  # chat-template switch of reasoning models (Qwen3); None: leave as is
-    # The engine's context (vLLM's max_model_len; the paper's 32768). Prompts longer than
-    # max_model_len - sampling.max_new_tokens are dropped and counted, whatever the backend.
-    max_model_len: int = 32768
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-
-    def prompt_token_limit(self) -> int:
-        limit = self.max_model_len - self.sampling.max_new_tokens
-        return min(limit, self.max_prompt_tokens) if self.max_prompt_tokens else limit
-
-    def validate(self, key: str) -> None:
-        check_positive(key, "shards", self.shards)
-        check_positive(key, "batch_size", self.batch_size)
-        if self.max_model_len <= self.sampling.max_new_tokens:
-            raise ConfigError(f"{key}.max_model_len ({self.max_model_len}) must exceed sampling.max_new_tokens "
-                              f"({self.sampling.max_new_tokens}): the prompt needs room too")
-        if self.tensor_parallel_size < 0:
-            raise ConfigError(f"{key}.tensor_parallel_size must be >= 0 (0: every GPU of the task), "
-                              f"got {self.tensor_parallel_size}")
-        check_choice(key, "backend", self.backend, ("hf", "vllm"))
-        check_choice(key, "turns", self.turns, ("first", "prefix"))
-        check_choice(key, "prompt_format", self.prompt_format, ("auto", "lmsys", "wildchat", "messages", "prompt"))
-
-
-@dataclass
-class PairsConfig:
-    """Which pairs are kept, and what they hold. An empty rejected response is the ablated model
-    failing to answer: that is the signal RetMask learns from, so it is kept (and counted). An
-    empty chosen response gives nothing to prefer, so it is dropped. A chosen response cut off at
-    max_new_tokens is no answer to prefer (dropped); a rambling ablated model cut off is a
-    legitimate rejection (kept). Every drop is counted by its reason."""
-
-    drop_identical: bool = True
-    drop_empty_chosen: bool = True
-    drop_empty_rejected: bool = False
-    drop_truncated_chosen: bool = True
-    drop_truncated_rejected: bool = False
-    # Reasoning models: the responses keep their <think> block as the model wrote it (the
-    # paper's pairs); false trains on the answers alone (the paper's section 4.4 ablation).
-    keep_reasoning: bool = True
-
-
-@dataclass
-class JudgeConfig:
-    """How win-lose-pair decides which of two samples of the normal model is chosen.
-
-    reference: ROUGE-1 recall of the prompt's reference answer (prompt sets with a `reference`
-    column, as the toy's). model: a local judge model (the paper used Gemma-3-27B-IT) rates each
-    response with `template`, which must ask for the rating as "[[N]]"."""
-
-    kind: str = "reference"
-    path: str = ""  # the judge model's local checkpoint (kind: model)
-    backend: str = "hf"  # hf or vllm, as synthesis.backend
-    dtype: str = "bfloat16"
-    template: str = DEFAULT_JUDGE_TEMPLATE
-    max_new_tokens: int = 512
-    batch_size: int = 8
-    # A prompt whose two samples the judge rates alike (or does not rate): drop it, or keep it with
-    # the first sample as chosen.
-    ties: str = "drop"
-
-    def validate(self, key: str) -> None:
-        check_choice(key, "kind", self.kind, ("reference", "model"))
-        check_choice(key, "ties", self.ties, ("drop", "keep"))
-        check_choice(key, "backend", self.backend, ("hf", "vllm"))
-        if "{question}" not in self.template or "{answer}" not in self.template:
-            raise ConfigError(f"{key}.template must contain {{question}} and {{answer}}, got {self.template!r}")
 
 
 NO_TRACKER, ALL_TRACKERS = "none", "all"  # transformers' report_to words for no tracker / every installed one

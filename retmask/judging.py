@@ -81,7 +81,7 @@ class ModelJudge:
         self.max_new_tokens = max_new_tokens
 
     def score(self, items: list[tuple[list[dict], str, str | None]]) -> list[float | None]:
-        from retmask.config import SamplingConfig
+        from retmask.synthesis_config import SamplingConfig
 
         prompts = [[{"role": "user", "content": self.template.format(question=question_text(messages),
                                                                      answer=response)}]

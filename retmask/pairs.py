@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from retmask.config import PairsConfig
+from retmask.synthesis_config import PairsConfig
 
 
 @dataclass

@@ -154,3 +154,28 @@ def test_an_empty_prompt_set_or_too_many_shards_stop_before_any_job(tmp_path, ca
         assert ("synthesis.shards: 200 shards for at most 128 prompts (512 rows, max_prompts 128); use at most 128 "
                 "shards") in capsys.readouterr().err
         assert not run_dir.exists()  # nothing written, nothing queued
+
+
+def test_run_and_submit_rehearse_a_single_config_beside_the_real_run(paper_inputs, tmp_path, capsys):
+    """`--rehearse` on run and submit: the real config is checked, then its rehearsal runs (here up to
+    the retrieval scores) or is printed (a dry run: its training on the profile's 4 GPUs), written to
+    <run dir>-rehearsal with what it changed."""
+    from retmask.io import read_json
+    from tests.conftest import REPO
+
+    config = str(REPO / "configs" / "llama-3.1-8b-instruct.yaml")
+    given = ["--set", f"model.path={paper_inputs['llama']}", "--set", f"synthesis.prompts={paper_inputs['lmsys']}",
+             "--run-dir", str(tmp_path / "llama")]
+    assert main(["run", config, *given, "--rehearse", "--until", "merge_scores"]) == 0
+    printed = capsys.readouterr().out
+    assert "REHEARSAL: tiny random twins" in printed and f"run directory: {tmp_path / 'llama-rehearsal'}" in printed
+    assert not (tmp_path / "llama").exists()
+    changed = read_json(tmp_path / "llama-rehearsal/rehearsal.json")["changes"]
+    assert changed["model.path"][0] == paper_inputs["llama"] and changed["detection.lengths"] == \
+        [[1000, 16000, 8], [160, 320, 3]]
+    assert read_json(tmp_path / "llama-rehearsal/stages/merge_scores/summary.json")["instances"] == 24  # 4 x 3 x 2
+    assert main(["submit", config, *given, "--rehearse", "--cluster", "slurm-4xh100", "--profile-set",
+                 "partition=gpu", "--dry-run"]) == 0
+    script = capsys.readouterr().out
+    assert "global batch 16 = per-device batch 2 x gradient accumulation 2 x 4 GPUs" in script
+    assert "llama-rehearsal" in script and "#SBATCH --array=0-1" in script  # two detection and synthesis shards

@@ -91,7 +91,7 @@ def test_a_detection_only_experiment_needs_no_prompts(tmp_path):
 
 
 def test_prompts_leave_room_for_the_response_within_max_model_len():
-    from retmask.config import SynthesisConfig
+    from retmask.synthesis_config import SynthesisConfig
 
     synthesis = SynthesisConfig()
     assert synthesis.prompt_token_limit() == 32768 - 2048  # the paper's context and response budget

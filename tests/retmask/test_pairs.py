@@ -1,4 +1,4 @@
-from retmask.config import PairsConfig
+from retmask.synthesis_config import PairsConfig
 from retmask.pairs import build_pairs, build_sft
 
 

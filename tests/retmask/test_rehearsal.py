@@ -1,7 +1,6 @@
 """Twins and rehearsal configs: a twin keeps what makes its model that model (class, layer kinds,
 head ratio and size, rope, vocabulary, special tokens, chat template, generation config) and cuts
 depth and width; a rehearsal config caps every workload and keeps the report's bands in place."""
-import json
 from pathlib import Path
 
 import pytest
