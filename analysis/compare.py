@@ -52,6 +52,7 @@ An incomplete average is never shown as a plain number: "45.1*" when a value is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -222,6 +223,24 @@ def _concentration(runs: list[Run], helmet_length: int | None, w: _Writer) -> tu
     return lines + w.table(table)[2:], records
 
 
+ROUGE_TITLE = " (ROUGE in place of the GPT-4 judge, as the paper's Tables 6, 9 and 10)"
+
+
+def _rouge_tables(runs: list[Run], w: _Writer) -> list[str]:
+    """Tables 1 and 2 again with ROUGE in place of the judge for LongQA and Summ, where runs have
+    them: complete without the judge's files."""
+    rouge = [dataclasses.replace(r, helmet=r.helmet_rouge) for r in runs]
+    if not any(r.helmet for r in rouge):
+        return []
+    table1, _ = _table1(rouge)
+    lines = w.table(dataclasses.replace(table1, stem="table1_rouge", title=table1.title + ROUGE_TITLE))
+    length = _helmet_table_length(rouge)
+    if length is not None:
+        table2 = _table2(rouge, length)
+        lines += w.table(dataclasses.replace(table2, stem="table2_rouge", title=table2.title + ROUGE_TITLE))
+    return lines
+
+
 def _runs_table(runs: list[Run]) -> Table:
     rows = []
     for r in runs:
@@ -260,6 +279,7 @@ def write_comparison(run_dirs: list[Path], out_dir: Path, latex: bool = False) -
     lines += w.table(_niah_table(runs))
     if helmet_length is not None:
         lines += w.table(_table2(runs, helmet_length))
+    lines += _rouge_tables(runs, w)
     general = _general_table(runs)
     if general is not None:
         lines += w.table(general)

@@ -64,6 +64,8 @@ class Run:
     heads: dict | None  # select_heads/heads.json
     helmet: dict[str, dict[int, HelmetLength]]  # "base" / "trained" -> length -> averages
     helmet_path: Path | None
+    # the same with ROUGE in place of the GPT-4 judge (rouge_averages.json): the paper's Tables 6, 9, 10
+    helmet_rouge: dict[str, dict[int, HelmetLength]]
     general: dict[str, dict[str, float | None]] | None  # "base" / "trained" -> task -> score
 
 
@@ -183,12 +185,14 @@ def read_run(path: str | Path) -> Run:
     heads_path = root / "stages/select_heads/heads.json"
     helmet_path = root / "stages/helmet_scores/averages.json"
     helmet_path = helmet_path if helmet_path.is_file() else None
+    rouge_path = root / "stages/helmet_scores/rouge_averages.json"
     general_path = root / "stages/general/results.json"
     return Run(
         root=root, label="", name=cfg.name, model=cfg.model.path, model_label="", strategy=cfg.strategy,
         tau=cfg.selection.tau, niah=niah, change=change, summary=summary,
         heads=_json(heads_path) if heads_path.is_file() else None,
         helmet=read_helmet_averages(helmet_path) if helmet_path else {}, helmet_path=helmet_path,
+        helmet_rouge=read_helmet_averages(rouge_path) if rouge_path.is_file() else {},
         general=read_general(general_path) if general_path.is_file() else None)
 
 

@@ -229,3 +229,25 @@ def test_gain_is_helmet_overall_when_every_run_has_complete_base_and_trained(tmp
     assert [row[-1] for row in _csv(out / "concentration_vs_gain.csv")[1:]] == ["+3.5", "-1.0"]
     assert [row[0] for row in _csv(out / "table1.csv")] == ["run (model / strategy)", "llama_8b / base",
                                                            "llama_8b / retrieval-mask", "llama_8b / random-mask"]
+
+
+def test_rouge_in_place_of_the_judge_gives_tables_1_and_2_of_their_own(tmp_path):
+    """A run with rouge_averages.json (LongQA and Summ by ROUGE, the paper's Tables 6, 9, 10) gets
+    Table 1 and 2 again with those numbers, complete where the judge's are not."""
+    judged = {"base": {"131072": {"categories": {"LongQA": _avg(None, True, ["narrativeqa at length 131072: missing"])},
+                                  "overall": _avg(None, True, ["narrativeqa at length 131072: missing"])}},
+              "trained": {"131072": {"categories": {"LongQA": _avg(None, True, ["narrativeqa: missing"])},
+                                     "overall": _avg(None, True, ["narrativeqa: missing"])}}}
+    rouge = {"base": {"131072": {"categories": {"LongQA": _avg(43.96)}, "overall": _avg(43.96)}},
+             "trained": {"131072": {"categories": {"LongQA": _avg(46.57)}, "overall": _avg(46.57)}}}
+    run = make_run(tmp_path / "qwen", strategy="retrieval-mask", model="/m/qwen3_8b", tau=0.05, base=0.4, trained=0.5,
+                   trained_grid={(1000, 0.0): 1.0}, base_grid={(1000, 0.0): 1.0}, masked_delta=0.01,
+                   other_delta=0.0, scores=[0.3, 0.2, 0.1, 0, 0, 0, 0, 0], helmet=judged)
+    (run / "stages/helmet_scores/rouge_averages.json").write_text(json.dumps(rouge))
+    out = tmp_path / "cmp"
+    text = write_comparison([run], out).read_text()
+    assert _csv(out / "table1.csv")[1:] == [["qwen3_8b / base", "incomplete"], ["qwen3_8b / retrieval-mask", "incomplete"]]
+    assert _csv(out / "table2_rouge.csv")[1:] == [["qwen3_8b / base", "44.0", "44.0"],
+                                                  ["qwen3_8b / retrieval-mask", "46.6", "46.6"]]
+    assert "Table 1: HELMET overall average by context length (ROUGE in place of the GPT-4 judge" in text
+    assert (out / "table1_rouge.csv").is_file()
