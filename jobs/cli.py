@@ -1,6 +1,7 @@
 """The `retmask` command."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -53,8 +54,12 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None, progres
     from jobs.profiles import load_profile
     from jobs.progress_view import ProgressView
 
+    from jobs.control import refuse_a_second_driver
+    from retmask.rundir import RunDir
+
     profile = load_profile(cfg.execution.cluster)  # every check passes before anything is written
     _check_inputs(cfg)
+    refuse_a_second_driver(RunDir(cfg.run_dir), "local")
     run = record_config(cfg)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so running shards are cancelled too
     started = time.perf_counter()
@@ -381,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (UserError, FileNotFoundError) as error:
         return _fail(str(error))
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        return _fail(f"no space left on the device writing {error.filename or 'a file'}: what finished is safe (every "
+                     "output is written whole, then renamed into place); free some space and rerun the same command")
 
 
 if __name__ == "__main__":

@@ -173,13 +173,17 @@ class ClusterPipeline:
         in the scheduler, and a CPU job for light stages no submitted or active job will run.
         Outputs of another fingerprint stop the plan unless `force` (a `dry` plan moves nothing)."""
         active = active or {}
-        stale = [stage.name for stage in self.stages
-                 if (self.run.stage_fingerprint_on_disk(stage.name) or self.prints[stage.name]) != self.prints[stage.name]]
+        stale = {stage.name: self.run.stale_fingerprints(stage.name, self.prints[stage.name]) for stage in self.stages}
+        stale = {name: prints for name, prints in stale.items() if prints}
+        running = [name for name in stale if active.get(name)]
+        if running and not dry:  # even with --force: a running shard of the old config would write into the new
+            raise ConfigError(f"stage {running[0]}: outputs of another config while its shards "
+                              f"{sorted(active[running[0]])} still run; let them end or cancel them, then resubmit")
         if stale and not force and not dry:
-            name = stale[0]
-            raise ConfigError(f"stage {name}: its outputs were written under another config (fingerprint "
-                              f"{self.run.stage_fingerprint_on_disk(name)}, now {self.prints[name]}); rerun with --force "
-                              "to move them aside and recompute, or restore the config they were made with")
+            name = next(iter(stale))
+            raise ConfigError(f"stage {name}: outputs written under another config (fingerprint "
+                              f"{', '.join(sorted(stale[name]))}, now {self.prints[name]}); rerun with --force to move "
+                              "the whole stage aside and recompute it, or restore the config they were made with")
         if not dry:
             for name in stale:
                 moved = self.run.supersede(name)

@@ -75,12 +75,30 @@ def live_jobs(run: RunDir) -> list[str]:
             if s.state in ("running", "pending", "blocked") and s.job_id]
 
 
+def refuse_a_second_driver(run: RunDir, mine: str) -> None:
+    """One driver per run directory: a local run (`mine` "local") beside its cluster jobs, or a
+    submission (`mine` "cluster") beside a live local run, would write the same shards twice."""
+    from jobs.status import local_driver
+
+    quoted = shlex.quote(str(run.root))
+    driver = local_driver(run.read_manifest())
+    if driver is not None:
+        raise UserError(f"{run.root} is being run on this machine by {driver}; let it finish (or stop it) before "
+                        f"{'running' if mine == 'local' else 'submitting'} it again; `retmask status {quoted}` shows it")
+    if mine == "local" and scheduler_of_run(run.read_manifest()) is not None and (live := live_jobs(run)):
+        raise UserError(f"{run.root} has {len(live)} job(s) queued or running on its cluster ({', '.join(live[:5])}"
+                        f"{', ...' if len(live) > 5 else ''}); a local run beside them would write the same shards. "
+                        f"Follow them with `retmask status {quoted}`, resubmit what failed with `retmask resume "
+                        f"{quoted}`, or withdraw them with `retmask cancel {quoted}` first")
+
+
 def submit(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: bool = False, log=print,
            until: str | None = None, shared: dict[str, RunDir] | None = None) -> dict:
     """Submit the run's stages (up to `until`); `shared`: a study run's stages another run of the
     study computes (jobs/sharing.py)."""
     scheduler_for(profile).check(profile)
     with one_submitter(run):
+        refuse_a_second_driver(run, "cluster")
         live = live_jobs(run)
         if live:
             quoted = shlex.quote(str(run.root))
@@ -123,12 +141,6 @@ def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: 
     scheduler = scheduler_for(profile)
     scheduler.check(profile)
     stages, _ = run_status(run)
-    # Pending jobs have not started; those behind a failure would wait forever on it. Cancel them
-    # all and resubmit them with dependencies on the new jobs. Running jobs are kept and waited for.
-    # Failed ones are withdrawn too, after them: Grid Engine keeps a failed task queued in error
-    # state, and deleting it first would release the jobs held behind it.
-    for states in (("pending", "blocked"), ("failed",)):
-        scheduler.cancel([s.job_id for stage in stages for s in stage.states if s.state in states and s.job_id])
     active: dict[str, set[int]] = defaultdict(set)
     outstanding: dict[str, list[str]] = defaultdict(list)
     updates: dict[str, dict] = {}
@@ -144,7 +156,13 @@ def _resume(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, force: 
                 updates.setdefault(status.name, {})["mem"] = _scaled(previous["mem"], mem_factor)
     submitted = [name for name in manifest.get("order", []) if name in manifest["stages"]]
     pipeline = ClusterPipeline(cfg, run, profile, log, until=submitted[-1] if submitted else None, shared=shared)
-    plans = pipeline.plan(active, force=force)  # refuses outputs of another config before anything is written
+    plans = pipeline.plan(active, force=force)  # every refusal before any job is cancelled or anything written
+    # Pending jobs have not started; those behind a failure would wait forever on it. Cancel them
+    # all and resubmit them with dependencies on the new jobs. Running jobs are kept and waited for.
+    # Failed ones are withdrawn too, after them: Grid Engine keeps a failed task queued in error
+    # state, and deleting it first would release the jobs held behind it.
+    for states in (("pending", "blocked"), ("failed",)):
+        scheduler.cancel([s.job_id for stage in stages for s in stage.states if s.state in states and s.job_id])
     record_config(cfg)  # the config the resubmitted jobs read: a study's may have changed (the earlier one is kept)
     if not any(plan.todo for plan in plans):
         log("nothing to resubmit: every shard is done, queued or running")

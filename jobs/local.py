@@ -122,8 +122,7 @@ class LocalPipeline:
         self.stages = upstream_of(all_stages, until) if until else all_stages
         self.progress: dict[str, StageProgress] = {}
         for stage in self.stages:
-            on_disk = run.stage_fingerprint_on_disk(stage.name)
-            if on_disk is not None and on_disk != prints[stage.name]:
+            if run.stale_fingerprints(stage.name, prints[stage.name]):  # any shard of another config: all aside
                 moved = run.supersede(stage.name)
                 self.log(f"[{stage.name}] config changed: earlier outputs kept in {moved}")
             done = run.done_shards(stage.name, prints[stage.name])

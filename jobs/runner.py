@@ -10,6 +10,7 @@ from submitit.helpers import Checkpointable
 
 from jobs.pipeline import build_stages, stage_fingerprints
 from jobs.schedulers.base import task_cpus
+from retmask.claims import this_attempt
 from retmask.config import ExperimentConfig, read_saved_config, save_config
 from retmask.rundir import RunDir
 
@@ -70,14 +71,54 @@ def _prepare(threads: int) -> None:
 
 
 def _run_one(run: RunDir, cfg: ExperimentConfig, stages, prints: dict[str, str], stage_name: str, shard: int) -> str:
-    if shard in run.done_shards(stage_name, prints[stage_name]):
+    def finished() -> bool:
+        return shard in run.done_shards(stage_name, prints[stage_name])
+
+    if finished():
         return "already done"
     stage = next(s for s in stages if s.name == stage_name)
-    inject_fault(run, stage_name, shard)
-    started = time.perf_counter()
-    stage.function()(cfg, run, shard)
-    run.mark_done(stage_name, shard, prints[stage_name], time.perf_counter() - started)
+    claim, mine = run.claim(stage_name, shard), this_attempt(current_job_id())
+    if not claim.take(mine, lambda other: attempt_alive(run, other), finished):
+        return "done by another attempt"  # it held the shard while this one waited: nothing written here
+    run.attempts[(stage_name, shard)] = mine
+    try:
+        inject_fault(run, stage_name, shard)
+        started = time.perf_counter()
+        stage.function()(cfg, run, shard)
+        claim.check(mine)  # still this attempt's shard: else another took it over, and this one marks nothing
+        run.mark_done(stage_name, shard, prints[stage_name], time.perf_counter() - started)
+    finally:
+        claim.release(mine)
+        run.attempts.pop((stage_name, shard), None)
     return "done"
+
+
+def current_job_id() -> str:
+    """This task's id as its scheduler's job environment gives it (submitit's, e.g. 123_4 for an
+    array task); "" outside a scheduler's job."""
+    try:
+        import submitit
+
+        return str(submitit.JobEnvironment().job_id)
+    except Exception:  # noqa: BLE001 - no scheduler job here: a local shard
+        return ""
+
+
+def attempt_alive(run: RunDir, attempt) -> bool:
+    """Whether another attempt holding a shard still runs: its process, on this host; else its job,
+    as the run's scheduler says (unknown: taken to run, the safe side)."""
+    from jobs.schedulers import scheduler_of_run
+    from jobs.schedulers.base import ACTIVE
+    from retmask.claims import process_alive_here
+
+    here = process_alive_here(attempt)
+    if here is not None:
+        return here
+    scheduler = scheduler_of_run(run.read_manifest())
+    if scheduler is None or not attempt.job_id:
+        return True
+    state = scheduler.states([attempt.job_id])[0].get(attempt.job_id, {}).get("state")
+    return state is None or state in ACTIVE
 
 
 def run_shard(run_root: str, stage_name: str, shard: int, threads: int = 0) -> str:

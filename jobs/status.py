@@ -106,6 +106,7 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
             result.append(status)
             continue
         local_failures = entry.get("failed", {})
+        damaged = run.damaged_shards(name, entry.get("fingerprint", "")) if entry.get("fingerprint") else {}
         for shard in range(status.shards):
             job_id = entry.get("job_ids", {}).get(str(shard))
             folder = entry.get("log_folders", {}).get(str(shard))
@@ -113,6 +114,9 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
                 status.states.append(ShardState(shard, "done", job_id))
                 continue
             scheduler_state = states.get(job_id, {}).get("state") if job_id else None
+            if shard in damaged and scheduler_state not in ACTIVE:  # cut or changed since, and no job redoing it
+                status.states.append(ShardState(shard, "failed", job_id, "DAMAGED", damaged[shard]))
+                continue
             if scheduler_state in ("PENDING", "CANCELLED") and states[job_id].get("reason") == BLOCKED_REASON:
                 # waits on a failed upstream shard, or was cancelled for it by a site that sets
                 # kill_invalid_depend: `retmask resume` resubmits it behind the new job
@@ -175,6 +179,13 @@ def _local_driver_alive(manifest: dict) -> bool:
     except (OSError, KeyError, ValueError):
         return False
     return True
+
+
+def local_driver(manifest: dict) -> str | None:
+    """The other process running this run on this machine ("pid N on HOST"), if one still runs."""
+    if not _local_driver_alive(manifest) or int(manifest["driver"]["pid"]) == os.getpid():
+        return None
+    return f"pid {manifest['driver']['pid']} on {manifest['driver']['host']}"
 
 
 def _stage_progress(run: RunDir, status: StageStatus) -> StageRate | None:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.control import refuse_a_second_driver
 from jobs.local import LocalPipeline, upstream_of
 from jobs.pipeline import build_stages, stage_fingerprints
 from jobs.rehearse import record_study_rehearsal, rehearse_study
@@ -281,6 +282,8 @@ def run_studies(files: list[StudyFile], development: bool = False, log=print,
     seconds its study took (until its last run ended), and the failed runs."""
     prepared = prepare_studies(files, development, log, rehearse)
     runs = all_runs(prepared)
+    for run in runs:  # every refusal before any config is written
+        refuse_a_second_driver(run.run, "local")
     for run in runs:
         record_config(run.cfg)
     processes = max(p.study.processes for p in prepared) or os.cpu_count() or 1

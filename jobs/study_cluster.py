@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from jobs import control
@@ -39,9 +40,23 @@ def run_state(run: RunDir, query_scheduler: bool = True) -> tuple[str, list[Stag
     return ("active" if states & {"running", "pending"} else "incomplete"), stages
 
 
+def read_plan(study_dir: Path) -> dict:
+    """A study directory's study.json, checked for the shape status reads: one clear error if not."""
+    path = plan_file(study_dir)
+    try:
+        plan = read_json(path)
+    except ValueError as error:
+        plan = error
+    runs = plan.get("runs") if isinstance(plan, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(entry, dict) and "run_dir" in entry for entry in runs):
+        raise UserError(f"{path} is not a study plan (expected an object with \"runs\": [{{\"run_dir\": ...}}, ...]); "
+                        "rerun the study's command: it writes the plan again and keeps every finished run")
+    return plan
+
+
 def study_status(study_dir: Path, query_scheduler: bool = True) -> str:
     """One line per run of a study (`retmask status STUDY_DIR`): its state, shards done and failed."""
-    plan = read_json(plan_file(study_dir))
+    plan = read_plan(study_dir)
     lines = [f"{'run':<44}{'state':<12}{'shards done':>14}{'failed':>8}", "-" * 78]
     for entry in plan["runs"]:
         run = RunDir(entry["run_dir"])
@@ -62,8 +77,9 @@ def submit_studies(files: list[StudyFile], development: bool, profile: ClusterPr
     runs = all_runs(prepared)
     for p in prepared:
         check_inputs(p.runs[0].cfg)  # a study's runs differ in strategy, seed and tau, not in their inputs
-    for run, shared in zip(runs, stage_owners(runs)):
-        _advance(run, shared, profile, force, log)
+    steps = [_next_step(run, shared) for run, shared in zip(runs, stage_owners(runs))]  # every refusal first
+    for step in steps:
+        _advance(step, profile, force, log)
     reports = []
     for p in prepared:
         states = [run_state(run.run)[0] for run in p.runs]
@@ -100,22 +116,40 @@ def dry_run_studies(files: list[StudyFile], development: bool, profile: ClusterP
     return "\n".join(texts)
 
 
-def _advance(run: StudyRun, shared: dict[str, RunDir], profile: ClusterProfile, force: bool, log) -> None:
-    """One run's next step: submitted when new, resumed when failed or incomplete, else left."""
-    state, _ = run_state(run.run)
-    say = lambda line: log(f"[{run.label}] {line}")  # noqa: E731
+@dataclass
+class NextStep:
+    """What a study rerun does with one of its runs, decided before anything is done to any."""
+    run: StudyRun
+    shared: dict[str, RunDir]
+    state: str  # new, finished, active, failed, incomplete, changed
+
+
+def _next_step(run: StudyRun, shared: dict[str, RunDir]) -> NextStep:
+    """The run's next step; a changed config while any of its tasks is queued or running (failed
+    shards or not) is refused: the stage would end up holding rows of two configs."""
+    state, stages = run_state(run.run)
     recorded = {name: entry.get("fingerprint") for name, entry in run.run.read_manifest().get("stages", {}).items()}
     changed = [name for name, stage_print in run.prints.items() if recorded.get(name, stage_print) != stage_print]
-    if changed and state == "active":
-        raise UserError(f"{run.label}: the study config changed ({', '.join(changed)}) while jobs of the earlier one "
-                        f"are queued or running; withdraw them first (`retmask cancel {shlex.quote(str(run.run.root))}`)")
+    live = [s.job_id for stage in stages for s in stage.states if s.state in ("running", "pending") and s.job_id]
+    if changed and live:
+        raise UserError(f"{run.label}: the study config changed ({', '.join(changed)}) while {len(live)} of its jobs "
+                        f"of the earlier config are queued or running ({', '.join(live[:3])}"
+                        f"{', ...' if len(live) > 3 else ''}); nothing was submitted or cancelled. Let them end or "
+                        f"withdraw them (`retmask cancel {shlex.quote(str(run.run.root))}`), then rerun")
     if changed and state == "finished":
         state = "changed"  # resumed with the new config: its outputs of the old one are refused unless --force
+    return NextStep(run, shared, state)
+
+
+def _advance(step: NextStep, profile: ClusterProfile, force: bool, log) -> None:
+    """One run's next step: submitted when new, resumed when failed, incomplete or changed, else left."""
+    run, state = step.run, step.state
+    say = lambda line: log(f"[{run.label}] {line}")  # noqa: E731
     if state in ("finished", "active"):
         say("finished" if state == "finished" else "jobs queued or running; left as they are")
         return
     if state == "new":
-        control.submit(run.cfg, run.run, profile, force=force, log=say, shared=shared, until=run.until)
+        control.submit(run.cfg, run.run, profile, force=force, log=say, shared=step.shared, until=run.until)
     else:
         say(f"{state}: resubmitting what is not done")
-        control.resume(run.cfg, run.run, profile, force=force, log=say, shared=shared)
+        control.resume(run.cfg, run.run, profile, force=force, log=say, shared=step.shared)

@@ -122,19 +122,32 @@ def job_states(job_ids: list[str]) -> tuple[dict[str, dict], str]:
     out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(bases), "--format=JobID,State,ExitCode,Reason"],
                          capture_output=True, text=True)
     if out.returncode == 0:
-        states = parse_sacct(out.stdout)
-        # sacct has no pending reason, and a job submitted a moment ago may not be in the
-        # accounting database yet (it would look missing, and resume would submit it twice).
-        unknown = {job_id for job_id in job_ids if job_id not in states}
-        if unknown or any(entry["state"] == "PENDING" for entry in states.values()):
-            for job_id, entry in _squeue(bases).items():
-                if job_id in states:
-                    states[job_id]["reason"] = entry["reason"]
-                elif job_id in unknown:
-                    states[job_id] = entry
-        return states, "sacct"
+        return merge_queue_view(parse_sacct(out.stdout), job_ids, lambda: _squeue(bases)), "sacct"
     # Accounting off: squeue knows queued and running jobs only; the rest is read from disk.
     return _squeue(bases), "squeue"
+
+
+QUEUE_ACTIVE = ("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "RESIZING", "SUSPENDED")
+
+
+def merge_queue_view(states: dict[str, dict], job_ids: list[str], queue) -> dict[str, dict]:
+    """Accounting's states with the queue's view over them where the queue knows better. For the
+    first seconds of a task sacct still says PENDING while squeue says RUNNING: the task runs (were
+    it taken for pending, resume would cancel and resubmit a running shard, two writers of one
+    file). A job submitted a moment ago may not be in accounting yet: the queue's state is taken.
+    squeue has the pending reason sacct lacks. `queue()` is asked only when it can change something."""
+    unknown = {job_id for job_id in job_ids if job_id not in states}
+    if not unknown and not any(entry["state"] == "PENDING" for entry in states.values()):
+        return states
+    for job_id, entry in queue().items():
+        if job_id not in states:
+            if job_id in unknown:
+                states[job_id] = entry
+        elif entry["state"] in QUEUE_ACTIVE and states[job_id]["state"] == "PENDING":
+            states[job_id] = {**states[job_id], "state": entry["state"]}
+        else:
+            states[job_id]["reason"] = entry["reason"]
+    return states
 
 
 def parse_sacct(text: str) -> dict[str, dict]:

@@ -55,7 +55,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     model, tokenizer = load_model(source.path, source.dtype)
     instances = detection_instances(cfg, tokenizer, source.path)
     mine = [instances[i] for i in shard_slice(len(instances), cfg.detection.shards, shard)]
-    rows = RowFile(run.shard_file("detect", shard))
+    rows = RowFile(run.shard_file("detect", shard), guard=run.write_guard("detect", shard))
     finished = {row["instance_id"] for row in rows.existing()}
     progress = run.progress_reporter("detect", shard, "instances", len(mine),
                                      done=sum(instance.instance_id in finished for instance in mine))

@@ -19,7 +19,6 @@ from jobs.stages.detect import detection_instances, max_positions
 from jobs.stages.train import trained_model_dir
 from retmask.config import ExperimentConfig, ModelConfig
 from retmask.io import read_json, read_jsonl, write_json, write_jsonl
-from retmask.rows import read_shards
 from retmask.rundir import RunDir
 
 # Control masks by selection rule: the entry names in niah.json and the rule that draws them.
@@ -171,7 +170,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
     # Before and after training, scored over the instances the model answered before training.
     records_before = (read_jsonl(_detection_before_path(run)) if cfg.cross_model
-                      else read_shards(run.shard_files("detect")))
+                      else run.finished_rows("detect"))
     config = AutoConfig.from_pretrained(trained_path)
     shape = (config.num_hidden_layers, config.num_attention_heads)
     kept_before = {r["instance_id"] for r in records_before if r["kept"]}

@@ -3,7 +3,6 @@ concentration metrics."""
 from __future__ import annotations
 
 from retmask.config import ExperimentConfig
-from retmask.rows import read_shards
 from retmask.rundir import RunDir
 
 
@@ -13,5 +12,5 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.detection import write_scores
 
     model_config = AutoConfig.from_pretrained(cfg.synthesis_source().path)  # the detected model's shape
-    write_scores(read_shards(run.shard_files("detect")), model_config.num_hidden_layers,
+    write_scores(run.finished_rows("detect"), model_config.num_hidden_layers,
                  model_config.num_attention_heads, cfg.selection.tau, run.stage_dir("merge_scores"))

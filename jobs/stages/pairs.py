@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from retmask.config import ExperimentConfig
 from retmask.io import atomic_directory, read_json, write_json, write_jsonl
-from retmask.rows import read_shards
 from retmask.rundir import RunDir
 
 
@@ -16,7 +15,7 @@ def sample_rows(run: RunDir, stage: str) -> list[dict]:
     """A synthesis stage's rows, all of one model and sampling."""
     from jobs.stages.synthesize import check_row_fingerprints
 
-    rows = read_shards(run.shard_files(stage))
+    rows = run.finished_rows(stage)
     check_row_fingerprints(rows, None, run.stage_dir(stage))
     return rows
 

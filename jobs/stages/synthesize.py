@@ -60,7 +60,7 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
     s = cfg.synthesis
     mine, first_index = shard_prompts(cfg, run, shard)
     batches = [mine[i:i + s.batch_size] for i in range(0, len(mine), s.batch_size)]
-    rows_file = RowFile(run.shard_file(stage, shard))
+    rows_file = RowFile(run.shard_file(stage, shard), guard=run.write_guard(stage, shard))
     rows = rows_file.existing()
     done = _complete_batches(rows, batches)
     kept_ids = {p.prompt_id for batch in batches[:done] for p in batch}

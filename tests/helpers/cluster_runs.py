@@ -21,12 +21,14 @@ def local_tiny_run(run_dir, until: str = "pairs") -> RunDir:
     return run
 
 
-def wait_until_idle(run: RunDir, timeout: float = 600, settle_s: float = 0):
+def wait_until_idle(run: RunDir, timeout: float = 600, settle_s: float = 0, watch=lambda run: None):
     """(stages, source, states seen) once no job of the run is pending or running; `settle_s`
-    re-reads after that long, for accounting that lags the queue (sacct behind squeue)."""
+    re-reads after that long, for accounting that lags the queue (sacct behind squeue). `watch(run)`
+    is called at every poll (checks that hold while the jobs run)."""
     seen: set[str] = set()
     deadline = time.time() + timeout
     while time.time() < deadline:
+        watch(run)
         stages, source = run_status(run)
         states = {s.state for stage in stages for s in stage.states}
         seen |= states
@@ -37,5 +39,5 @@ def wait_until_idle(run: RunDir, timeout: float = 600, settle_s: float = 0):
             stages, source = run_status(run)
             if not {s.state for stage in stages for s in stage.states} & {"running", "pending"}:
                 return stages, source, seen
-        time.sleep(1)
+        time.sleep(0.25)
     raise TimeoutError(format_status(*run_status(run)))

@@ -179,3 +179,43 @@ def test_run_and_submit_rehearse_a_single_config_beside_the_real_run(paper_input
     script = capsys.readouterr().out
     assert "global batch 16 = per-device batch 2 x gradient accumulation 2 x 4 GPUs" in script
     assert "llama-rehearsal" in script and "#SBATCH --array=0-1" in script  # two detection and synthesis shards
+
+
+def test_a_damaged_manifest_or_study_plan_is_one_line_for_every_command(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    from retmask.config import load_config, save_config
+
+    run = tmp_path / "run"
+    save_config(load_config(REPO / "configs/tiny.yaml"), run / "config.yaml")
+    for text in ("null", "[]", '{"stages": []}'):
+        (run / "manifest.json").write_text(text)
+        for command in (["status", str(run)], ["cancel", str(run)], ["resume", str(run)], ["logs", str(run)],
+                        ["submit", str(REPO / "configs/tiny.yaml"), "--cluster", "local-slurm", "--run-dir", str(run)]):
+            assert main(command) == 2, (text, command)
+            error = capsys.readouterr().err
+            assert error.startswith("retmask: error: ") and "is not a run manifest" in error and \
+                "Traceback" not in error, (text, command, error)
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.json").write_text('{"runs": {"a": 1}}')
+    assert main(["status", str(study)]) == 2
+    assert "study.json is not a study plan (expected an object with" in capsys.readouterr().err
+
+
+def test_a_full_disk_names_the_file_and_says_what_is_safe(tmp_path, capsys):
+    import subprocess
+
+    from tests.conftest import REPO
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        (disk / "filler").write_bytes(b"\0" * (63 * 1024))  # a nearly full file system
+        assert main(["run", str(REPO / "configs/tiny.yaml"), "--run-dir", str(disk / "run")]) == 2
+        error = capsys.readouterr().err
+        assert f"no space left on the device writing {disk / 'run' / 'config.yaml'}" in error
+        assert "what finished is safe" in error and "Traceback" not in error
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

@@ -129,3 +129,23 @@ def test_a_cpu_partition_takes_the_prompt_preparation_as_a_cpu_job():
     chosen = next(unit for unit in pipeline.units if unit.name == "synthesize_chosen")
     assert chosen.waits_for == ("prepare_prompts",) and "prepare_prompts" not in chosen.before
     assert "# scheduler waits on the critical path after detection: 3" in pipeline.graph()
+
+
+def test_a_stage_holding_shards_of_two_configs_is_refused_then_moved_aside_whole_with_force(tmp_path):
+    """A shard of the earlier config finished after the config changed: the stage's first marker is of
+    the new config, another of the old. Every marker counts: refused without --force, refused even with
+    it while one of its shards runs, and with it the whole stage is moved aside and planned anew."""
+    cfg = paper_config()
+    run = RunDir(tmp_path / "run")
+    pipeline = ClusterPipeline(cfg, run, load_profile("slurm-4xh100", SHAPES["slurm-4xh100-1x4"]), log=lambda line: None)
+    current = pipeline.prints["synthesize_chosen"]
+    run.mark_done("synthesize_chosen", 0, current, 1.0)
+    run.mark_done("synthesize_chosen", 1, "the-earlier-config", 1.0)
+    with pytest.raises(ConfigError, match="stage synthesize_chosen: outputs written under another config "
+                                          "\\(fingerprint the-earlier-config, now"):
+        pipeline.plan()
+    with pytest.raises(ConfigError, match=r"synthesize_chosen: outputs of another config while its shards \[5\] still"):
+        pipeline.plan({"synthesize_chosen": {5}}, force=True)
+    plans = {plan.unit.name: plan for plan in pipeline.plan(force=True)}
+    assert plans["synthesize_chosen"].todo == list(range(64))  # shard 0 of the new config too: the stage is redone
+    assert not run.stage_dir("synthesize_chosen").exists() and len(list((run.root / "superseded").iterdir())) == 1

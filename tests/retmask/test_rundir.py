@@ -51,3 +51,49 @@ def test_an_adopted_stage_links_the_donors_files_and_a_rewrite_leaves_the_donor_
     assert not taker.stage_dir("detect").with_name(".detect.adopting").exists()
     write_json(taker.marker("detect", 0), {"fingerprint": "other"})  # outputs are replaced, never edited
     assert donor.done_shards("detect", "fp") == {0}
+
+
+def test_a_done_marker_records_its_rows_and_a_shard_changed_since_is_not_done(tmp_path):
+    import pytest
+
+    from retmask.rows import DamagedShard, RowFile
+
+    run = RunDir(tmp_path)
+    for shard in (0, 1):
+        RowFile(run.shard_file("synthesize_chosen", shard)).append([{"prompt_id": f"{shard}-{i}"} for i in range(3)])
+        run.mark_done("synthesize_chosen", shard, "fp", 1.0)
+    record = __import__("json").loads(run.marker("synthesize_chosen", 0).read_text())["output"]
+    assert record["rows"] == 3 and record["bytes"] == run.shard_file("synthesize_chosen", 0).stat().st_size
+    assert len(run.finished_rows("synthesize_chosen")) == 6
+    cut = run.shard_file("synthesize_chosen", 1)
+    cut.write_bytes(cut.read_bytes()[:-4])  # cut after it finished
+    assert run.done_shards("synthesize_chosen", "fp") == {0}
+    assert "holds" in run.damaged_shards("synthesize_chosen", "fp")[1] and "3 rows" in \
+        run.damaged_shards("synthesize_chosen", "fp")[1]
+    with pytest.raises(DamagedShard, match="00001.jsonl holds .* bytes, its shard finished with"):
+        run.finished_rows("synthesize_chosen")
+    same_size = run.shard_file("synthesize_chosen", 0)  # the same size, other bytes: seen by a full check
+    same_size.write_bytes(same_size.read_bytes().replace(b"0-1", b"0-9"))
+    assert 0 not in run.damaged_shards("synthesize_chosen", "fp")
+    assert "another checksum" in run.damaged_shards("synthesize_chosen", "fp", deep=True)[0]
+
+
+def test_a_stage_of_two_configs_is_stale_as_a_whole(tmp_path):
+    run = RunDir(tmp_path)
+    run.mark_done("synthesize_chosen", 0, "new", 1.0)
+    run.mark_done("synthesize_chosen", 1, "old", 1.0)  # a shard of the old config that finished late
+    assert run.stale_fingerprints("synthesize_chosen", "new") == {"old"}
+    assert run.stale_fingerprints("synthesize_chosen", "old") == {"new"}
+    assert "synthesize_chosen-mixed-" in run.supersede("synthesize_chosen").name
+
+
+def test_a_manifest_of_another_shape_is_one_clear_error(tmp_path):
+    import pytest
+
+    from retmask.errors import UserError
+
+    run = RunDir(tmp_path)
+    for text in ("null", "[]", '{"stages": []}', '{"stages": {"detect": 3}}'):
+        run.manifest_path.write_text(text)
+        with pytest.raises(UserError, match=r"manifest.json is not a run manifest \(expected an object with"):
+            run.read_manifest()
