@@ -81,3 +81,21 @@ def test_watch_refreshes_with_rate_and_eta_until_the_run_is_done(tmp_path):
     detect = [line for table in tables for line in table.splitlines() if line.startswith("detect ")]
     assert any("instances/s" in line for line in detect), "\n".join(tables)  # rate and ETA while it ran
     assert len(tables) >= 3 and all(s.state == "done" for s in next(s for s in stages if s.name == "detect").states)
+
+
+def test_a_task_squeue_says_runs_runs_whatever_sacct_says_yet():
+    """The first seconds of a task: sacct (accounting, behind) says PENDING, squeue says RUNNING. The
+    task runs: were it taken for pending, resume would cancel it and queue its shard again."""
+    from jobs.schedulers.slurm import merge_queue_view
+
+    accounting = parse_sacct("243_0|PENDING|0:0|None\n243_1|PENDING|0:0|None\n243_2|COMPLETED|0:0|None\n")
+    queue = {"243_0": {"state": "RUNNING", "exit_code": "", "reason": "None"},
+             "243_1": {"state": "PENDING", "exit_code": "", "reason": "Resources"},
+             "244": {"state": "PENDING", "exit_code": "", "reason": "Dependency"}}  # not in accounting yet
+    merged = merge_queue_view(accounting, ["243_0", "243_1", "243_2", "244"], lambda: queue)
+    assert {job: entry["state"] for job, entry in merged.items()} == \
+        {"243_0": "RUNNING", "243_1": "PENDING", "243_2": "COMPLETED", "244": "PENDING"}
+    assert merged["243_1"]["reason"] == "Resources"
+    asked = []
+    settled = parse_sacct("243_0|RUNNING|0:0|None\n")
+    assert merge_queue_view(settled, ["243_0"], lambda: asked.append(1) or {}) == settled and not asked
