@@ -67,7 +67,9 @@ def test_watch_refreshes_with_rate_and_eta_until_the_run_is_done(tmp_path):
 
     run = RunDir(tmp_path / "run")
     process = subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", str(REPO / "configs" / "tiny.yaml"),
-                                "--run-dir", str(run.root), "--until", "detect", "--max-parallel", "1"],
+                                "--run-dir", str(run.root), "--until", "detect", "--max-parallel", "1",
+                                # long enough that a shard's progress is seen moving between two tables
+                                "--set", "detection.lengths=[32,128,6]", "--progress-every", "0.2"],
                                cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
@@ -75,7 +77,7 @@ def test_watch_refreshes_with_rate_and_eta_until_the_run_is_done(tmp_path):
             assert process.poll() is None, process.stderr.read()
             time.sleep(0.2)
         tables = []
-        stages = watch(run, 1.0, write=tables.append)  # a local run: its shards' progress says they run
+        stages = watch(run, 0.5, write=tables.append)  # a local run: its shards' progress says they run
     finally:
         assert process.wait(600) == 0, process.stderr.read()
     detect = [line for table in tables for line in table.splitlines() if line.startswith("detect ")]

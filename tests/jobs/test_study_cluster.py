@@ -82,7 +82,7 @@ def test_a_rerun_with_a_changed_config_refuses_the_finished_runs_outputs_without
     before = config.read_text()
     changed = _study(root.parent, "--set", "train.learning_rate=2.0e-4")
     assert changed.returncode == 2
-    assert "stage train: its outputs were written under another config" in changed.stderr
+    assert "stage train: outputs written under another config" in changed.stderr
     assert "rerun with --force" in changed.stderr and "submitted" not in changed.stdout
     assert config.read_text() == before  # nothing recorded for a config that was refused
 

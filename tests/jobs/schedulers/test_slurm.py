@@ -4,6 +4,7 @@ error, resume, and pairs identical to those of an unfaulted local run."""
 import dataclasses
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from jobs.profiles import load_profile
 from jobs.runner import load_run_config
 from jobs.schedulers.slurm import job_states
 from jobs.study import StudyRun
-from jobs.study_cluster import _next_step
+from jobs.study_cluster import _next_step, run_state
 from retmask.config import save_config
 from retmask.errors import UserError
 from jobs.runner import record_config
@@ -39,13 +40,20 @@ def test_submit_fail_status_resume_gives_the_local_pairs(local_slurm, toy_model_
     assert len({job.split("_")[0] for job in detect_jobs}) == 2, "an array above MaxArraySize is split"
 
     # While its jobs are queued: a local run of the same directory, or a study rerun with another
-    # config, is refused before anything is cancelled or written.
-
-    queued = _queue(run)
+    # config, is refused before anything is cancelled or written; so is the rerun once a shard has
+    # failed while another job still waits (held here, so that it waits for sure).
     assert main(["run", str(REPO / "configs" / "tiny.yaml"), "--run-dir", str(run.root)]) == 2
     assert "job(s) queued or running on its cluster" in capsys.readouterr().err
+    held = sorted(set(run.read_manifest()["stages"]["synthesize_rejected"]["job_ids"].values()))
+    subprocess.run(["scontrol", "hold", *held], check=True, capture_output=True)
+    deadline = time.time() + 300
+    while not any(s.state == "failed" for stage in run_status(run)[0] for s in stage.states):
+        assert time.time() < deadline, "the injected fault never showed"
+        time.sleep(0.5)
+    assert run_state(run)[0] == "failed" and set(held) <= _queue(run)
     _a_changed_study_config_is_refused_while_a_job_lives(run)
-    assert _queue(run) <= queued and run.config_path.read_text() == record_config_text(cfg)
+    assert set(held) <= _queue(run) and run.config_path.read_text() == record_config_text(cfg)  # nothing cancelled
+    subprocess.run(["scontrol", "release", *held], check=True, capture_output=True)
 
     stages, source, seen = wait_until_idle(run, settle_s=3, watch=_every_running_task_counts_as_running)
     assert source == "sacct" and {"running", "pending"} & seen
