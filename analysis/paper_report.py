@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.runs import read_general, read_helmet_averages
+from analysis.runs import judge_note, read_general, read_helmet_averages
 from retmask.io import read_json, write_text
 from retmask.paper_tables import AVERAGE, BASE, GENERAL_BENCHMARKS, PAPER_TABLES, Cell, PaperTable, cell
 
@@ -196,5 +196,8 @@ def paper_section(study_dir: Path, out: Path) -> tuple[list[str], dict]:
         lines += [f"### {rendered.table.title}", "", *rendered.markdown(), ""]
         if rendered.table.note:
             lines += [rendered.table.note, ""]
+        if rendered.table.source in ("helmet", "helmet_gain") and (note := judge_note(
+                Path(e["run_dir"]) for e in runs.entries)):
+            lines += [note, ""]
         numbers[key] = rendered.to_dict()
     return lines, numbers

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from analysis import figures
 from analysis.health import Health, run_health
-from analysis.runs import read_general
+from analysis.runs import judge_note, read_general
 from retmask.config import ExperimentConfig, read_saved_config
 from retmask.io import read_json, read_jsonl, write_text
 from retmask.rundir import RunDir
@@ -217,6 +217,8 @@ def _helmet_section(run: RunDir) -> list[str]:
     if missing:
         lines += ["Missing or failed results (their averages are marked incomplete):", ""]
         lines += [f"- {m}" for m in sorted(set(missing))]
+    if note := judge_note([run.root]):
+        lines += ["", note]
     return lines
 
 
@@ -228,12 +230,15 @@ def general_section(results: Path) -> list[str]:
     def signed(task: str) -> str:
         return "-" if None in (base.get(task), trained.get(task)) else f"{trained[task] - base[task]:+.3f}"
 
-    rows = [[task, "-" if base.get(task) is None else base[task], "-" if trained.get(task) is None else trained[task],
-             signed(task)] for task in dict.fromkeys([*base, *trained])]
+    metrics_file = results.parent / "metrics.json"
+    metrics = read_json(metrics_file) if metrics_file.is_file() else {}
+    rows = [[task, metrics.get(task, "-"), "-" if base.get(task) is None else base[task],
+             "-" if trained.get(task) is None else trained[task], signed(task)]
+            for task in dict.fromkeys([*base, *trained])]
     return ["## General abilities (Table 5): base vs trained", "",
             "lm-evaluation-harness on the same items for both models (stages/general/results.json; lm-eval's "
             "own output in stages/general/lm_eval/).", "",
-            _table(["task", "base", "trained", "change (trained - base)"], rows)]
+            _table(["task", "metric", "base", "trained", "change (trained - base)"], rows)]
 
 
 def _health_lines(health: Health) -> list[str]:

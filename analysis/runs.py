@@ -208,3 +208,22 @@ def _label_runs(runs: list[Run]) -> None:
         for i, r in enumerate(runs):
             if labels.count(r.label) > 1:
                 r.label = attempt(r, i)
+
+
+def judge_note(run_dirs) -> str | None:
+    """A line naming who judged HELMET's LongQA and Summ in these runs (helmet_scores/judge.json)
+    when it is not the paper's judge; None when it is, or nobody judged (those cells say incomplete)."""
+    from retmask.evaluation_config import PAPER_JUDGE
+
+    judges = set()
+    for root in run_dirs:
+        path = Path(root) / "stages/helmet_scores/judge.json"
+        if path.is_file():
+            record = _json(path)
+            if record.get("judge") and not record.get("papers"):
+                judges.add(record["judge"])
+    if not judges:
+        return None
+    return (f"LongQA and Summ (and so every HELMET average) judged by {', '.join(sorted(judges))}, not the paper's "
+            f"{PAPER_JUDGE}: comparable among these runs, not with the paper's numbers.")
+

@@ -24,8 +24,10 @@ def dry_run(cfg: ExperimentConfig, run: RunDir, profile: ClusterProfile, until: 
     written or submitted."""
     from jobs.units import direct_waits
 
+    from jobs.evaluation_view import evaluation_lines
+
     pipeline = ClusterPipeline(cfg, run, profile, until=until)
-    texts = [pipeline.graph()]
+    texts = [pipeline.graph(), *evaluation_lines(cfg, run)]
     for unit in pipeline.units:
         waits = direct_waits(pipeline.units, unit)
         dependency = [f"<{name} job>" for name in waits] if waits else None

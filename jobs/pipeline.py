@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from jobs.stages.evaluate import untrained_model_count
 from jobs.stages.prompts import SECTIONS as PROMPT_SECTIONS
+from retmask.helmet_judge import SCRIPTS as JUDGE_SCRIPTS
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint
 from retmask.strategies import CONTROL_RULES, get_strategy
@@ -86,12 +87,16 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
         if "trained" in cfg.helmet.models:
             helmet.append(Stage("helmet", "jobs.stages.helmet:run", ("train",), ("helmet",),
                                 lambda c: len(c.helmet.configs)))
+        if cfg.helmet_judge.endpoint:  # HELMET's GPT-4 judge of LongQA and Summ: one task per script
+            helmet += [Stage(f"{s.name}_judge", f"jobs.stages.helmet_judge:{s.entry.split(':')[1]}", (s.name,),
+                             ("helmet_judge",), lambda c: len(JUDGE_SCRIPTS)) for s in helmet]
         stages += [*helmet, Stage("helmet_scores", "jobs.stages.helmet:merge", tuple(s.name for s in helmet))]
         report_after += ("helmet_scores",)
     if cfg.general.tasks:
         # base and trained model (Table 5's before/after); the report shows them side by side
-        stages.append(Stage("general", "jobs.stages.general:run", ("train",), ("general",)))
-        report_after += ("general",)
+        stages += [Stage("general", "jobs.stages.general:run", ("train",), ("general",), lambda c: len(c.general.tasks)),
+                   Stage("general_scores", "jobs.stages.general:merge", ("general",))]
+        report_after += ("general_scores",)
     stages.append(Stage("report", "jobs.stages.report:run", report_after))
     return stages
 

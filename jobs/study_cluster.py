@@ -98,6 +98,7 @@ def dry_run_studies(files: list[StudyFile], development: bool, profile: ClusterP
     """Each run's job graph as `retmask submit --dry-run` prints it, what it takes from which run
     included; nothing is submitted (a rehearsal builds its twins)."""
     from jobs.cluster import ClusterPipeline
+    from jobs.evaluation_view import evaluation_lines
     from jobs.rehearse import rehearse_study, training_world
     from retmask.rehearsal import rehearsal_dir
 
@@ -112,7 +113,8 @@ def dry_run_studies(files: list[StudyFile], development: bool, profile: ClusterP
     texts = []
     for run, shared in zip(runs, stage_owners(runs)):
         texts.append(f"# ===== run {run.label}: {run.run.root}\n"
-                     + ClusterPipeline(run.cfg, run.run, profile, shared=shared, until=run.until).graph())
+                     + ClusterPipeline(run.cfg, run.run, profile, shared=shared, until=run.until).graph() + "\n"
+                     + "\n".join(evaluation_lines(run.cfg, run.run)))
     return "\n".join(texts)
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import yaml
 
 from retmask.io import fingerprint
+from retmask.model_positions import check_lengths
 from retmask.niah import DEFAULT_TEMPLATE
-from retmask.evaluation_config import EvaluationConfig, GeneralConfig, HelmetConfig
+from retmask.evaluation_config import EvaluationConfig, GeneralConfig, HelmetConfig, HelmetJudgeConfig
 from retmask.synthesis_config import JudgeConfig, PairsConfig, SynthesisConfig
 from retmask.toy.recipe import SHIPPED_TOY_MODELS, ToyModelConfig, toy_model_dir, toy_recipe_hash
 from retmask.typed_yaml import (
@@ -156,6 +157,8 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     helmet: HelmetConfig = field(default_factory=HelmetConfig)
+    # a section of its own: a judge changed rejudges HELMET's outputs, it does not rerun HELMET
+    helmet_judge: HelmetJudgeConfig = field(default_factory=HelmetJudgeConfig)
     general: GeneralConfig = field(default_factory=GeneralConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
@@ -244,6 +247,10 @@ def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) 
     if config.rejected_model.path or get_strategy(config.strategy).rejected_from == "rejected_model":
         checked(_check_model_dir, "rejected_model.path", config.rejected_model.path)
     checked(_resolve_synthesis_model, config)
+    if config.helmet.path and config.model.path and config.helmet.models:
+        # the trained model has the base model's positions; HELMET loads the longest length first
+        checked(check_lengths, "helmet.lengths", config.model.path, config.helmet.lengths, config.helmet.rope_scaling,
+                "helmet.rope_scaling")
     if config.strategy == "win-lose-pair" and config.judge.kind == "model":
         checked(_check_model_dir, "judge.path", config.judge.path)
     if not config.run_dir:

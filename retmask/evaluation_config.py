@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from retmask.typed_yaml import ConfigError, check_choice, check_positive
 
@@ -40,6 +41,14 @@ class HelmetConfig:
     lengths: list[int] = field(default_factory=lambda: [8192, 16384, 32768, 65536, 131072])
     models: list[str] = field(default_factory=lambda: ["base", "trained"])
     use_vllm: bool = False
+    # HELMET's --thinking, for a model that reasons (Qwen3 with reasoning on, Olmo-3-Think): 32,768 more
+    # new tokens and the answer scored without its <think> block. With vLLM the engine keeps the
+    # length it was loaded with (the longest input), so reasoning ends at the model's length.
+    thinking: bool = False
+    # A rope scaling applied to evaluation copies of the checkpoints (never the checkpoints), for
+    # lengths past the model's positions: Qwen3-8B (40,960) at 128K takes
+    # {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}, as its model card says.
+    rope_scaling: dict[str, Any] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)  # more eval.py arguments, passed as given
 
     def validate(self, key: str) -> None:
@@ -50,6 +59,13 @@ class HelmetConfig:
                               "your clone of princeton-nlp/HELMET with its data downloaded")
         if self.path:
             self._check_lengths_run(key)
+        from retmask.model_positions import check_rope_scaling
+
+        check_rope_scaling(f"{key}.rope_scaling", self.rope_scaling)
+        owned = [a for a in self.extra_args if a.split("=")[0] in ("--thinking", "--use_vllm", "--rope_theta")]
+        if owned:
+            raise ConfigError(f"{key}.extra_args: {', '.join(owned)}: set {key}.thinking, {key}.use_vllm or "
+                              f"{key}.rope_scaling instead, which the checks before submission read")
 
     def _check_lengths_run(self, key: str) -> None:
         """Every length averaged must be one some config runs: else each of its averages would only
@@ -66,6 +82,46 @@ class HelmetConfig:
                               "do (HELMET's files without _short run 131072) or drop those lengths")
 
 
+PAPER_JUDGE = "gpt-4o-2024-05-13"  # HELMET's judge of LongQA and Summ in the paper
+
+
+@dataclass
+class HelmetJudgeConfig:
+    """HELMET's GPT-4 judge of LongQA and Summ (its scripts/eval_gpt4_longqa.py and
+    eval_gpt4_summ.py, run on the outputs of the helmet stages); no endpoint: not judged, and those
+    categories' judged averages stay incomplete (their ROUGE proxy does not need it)."""
+
+    # "openai": OpenAI's API as HELMET calls it (its Batch API; OPENAI_API_KEY in the job's
+    # environment); else the base URL of an OpenAI-compatible server the jobs reach, e.g.
+    # http://judge-node:8000/v1 of `vllm serve /models/Qwen2.5-72B-Instruct` (HELMET's own endpoint
+    # model class, one request per item).
+    endpoint: str = ""
+    # The model asked: the paper's by default; for a server, the name it serves (vLLM: the path it
+    # serves, whose tokenizer HELMET's endpoint class loads)
+    model: str = PAPER_JUDGE
+
+    def validate(self, key: str) -> None:
+        if self.endpoint and self.endpoint != "openai" and not self.endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.endpoint: {self.endpoint!r} is neither \"openai\" nor a server's base URL; "
+                              "give e.g. http://judge-node:8000/v1, or \"openai\" for OpenAI's API")
+        if not self.model:
+            raise ConfigError(f"{key}.model: name the judge model, e.g. {PAPER_JUDGE} (the paper's)")
+
+    @property
+    def label(self) -> str:
+        """How judged scores are labelled: the paper's judge, or this one, named."""
+        return self.model if self.endpoint == "openai" else f"{self.model} at {self.endpoint}"
+
+    @property
+    def is_papers(self) -> bool:
+        return self.endpoint == "openai" and self.model == PAPER_JUDGE
+
+
+# The score each benchmark of the paper's Table 5 is read by (lm-eval's "<metric>,<filter>" keys):
+# the answer extracted from a generation, as a reasoning model writes one
+HEADLINE_METRICS = {"gpqa_main_cot_zeroshot": "exact_match,flexible-extract", "gpqa_diamond_cot_zeroshot":
+                    "exact_match,flexible-extract", "minerva_math500": "math_verify,none",
+                    "mmlu_pro": "exact_match,custom-extract"}
 GENERAL_STAGE_MODEL_ARGS = ("pretrained", "dtype", "device")  # lm-eval model arguments the general stage sets
 
 
@@ -74,8 +130,12 @@ class GeneralConfig:
     """General benchmarks (paper Table 5) of the base and the trained model through
     lm-evaluation-harness, if installed; no tasks: no stage."""
 
-    tasks: list[str] = field(default_factory=list)  # lm-eval tasks or groups, e.g. [gpqa_main_zeroshot, mmlu_pro]
-    metrics: dict[str, str] = field(default_factory=dict)  # task -> metric key; default: its first metric
+    tasks: list[str] = field(default_factory=list)  # lm-eval tasks or groups, e.g. [gpqa_main_cot_zeroshot, mmlu_pro]
+    # task -> lm-eval's metric key ("<metric>,<filter>"); default: HEADLINE_METRICS, else its first metric
+    metrics: dict[str, str] = field(default_factory=dict)
+    # lm-eval's gen_kwargs, over every generative task's own: a reasoning model needs room for its
+    # reasoning (mmlu_pro stops at 2,048 new tokens, minerva_math500 at lm-eval's default 256)
+    gen_kwargs: dict[str, Any] = field(default_factory=dict)
     limit: int = 0  # examples per task; 0 = all
     batch_size: int = 8
     # A folder of task YAMLs of your own (lm-eval's --include_path), e.g. configs/lm_eval_tasks;
@@ -86,7 +146,7 @@ class GeneralConfig:
     apply_chat_template: bool = True
     # More arguments of lm-eval's `hf` model, as given: e.g. think_end_token: "</think>" scores a
     # reasoning model's answer without its reasoning. The checkpoint, dtype and device are the stage's.
-    model_args: dict[str, str] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         if self.tasks and importlib.util.find_spec("lm_eval") is None:

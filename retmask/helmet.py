@@ -238,9 +238,10 @@ def _checked_lengths(lengths: Iterable[int]) -> list[int]:
 
 
 def find_results(output_dir: str | Path, lengths: Iterable[int], datasets: Iterable[str] | None = None,
-                 tag: str | None = None, scoring: str = "judge") -> list[HelmetResult]:
+                 tag: str | None = None, scoring: str = "judge", more_dirs: Iterable[Path] = ()) -> list[HelmetResult]:
     """Every metric HELMET reads for each expected (dataset, length) in `output_dir` (with
-    scoring="rouge", ROUGE in place of the judged datasets' GPT-4 metrics).
+    scoring="rouge", ROUGE in place of the judged datasets' GPT-4 metrics); `more_dirs` hold more
+    files of the same runs (the judge's "-gpt4eval_o.json", written apart from eval.py's outputs).
 
     A (dataset, length) that has no file, an unreadable one, lacks a metric, or has several runs
     (different tag/settings; pass `tag` to choose) comes back with value None and the reason.
@@ -252,7 +253,7 @@ def find_results(output_dir: str | Path, lengths: Iterable[int], datasets: Itera
     lengths, names = _checked_lengths(lengths), _checked_datasets(datasets)
     specs = _datasets_for(scoring)
     found: dict[tuple[str, int], dict[str, dict[str, Path]]] = {}  # (dataset, length) -> stem -> kind -> path
-    for path in sorted(root.iterdir()):
+    for path in sorted(p for folder in (root, *more_dirs) if folder.is_dir() for p in folder.iterdir()):
         try:
             spec, length, kind, stem = _identify(path)
         except HelmetError:

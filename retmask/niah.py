@@ -147,9 +147,18 @@ def render_prompt(tokenizer, template: str, context: str, question: str) -> tupl
     user = template.format(context=context, question=question)
     if tokenizer.chat_template:
         kwargs = {"enable_thinking": False}  # Qwen3: no reasoning during detection
-        return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                             add_generation_prompt=True, **kwargs), False
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                               add_generation_prompt=True, **kwargs)
+        return close_open_reasoning(prompt), False
     return user, True
+
+
+def close_open_reasoning(prompt: str) -> str:
+    """A template that always opens a reasoning block (Olmo-3-Think's ends its generation prompt
+    with "<think>") gets it closed empty, as Qwen3's renders reasoning off: the model answers at
+    once, so the answer is generated within the few new tokens detection and NIAH give it and the
+    tests are kept (a model reasoning first would copy the needle, if ever, past the cap)."""
+    return prompt + "\n\n</think>\n\n" if prompt.rstrip().endswith("<think>") else prompt
 
 
 def build_instance(

@@ -38,7 +38,7 @@ SOURCES = {
     "helmet": "helmet_scores",  # HELMET as HELMET scores it (LongQA and Summ by its GPT-4 judge)
     "helmet_rouge": "helmet_scores",  # ROUGE in place of the judge (the paper's cheap proxy)
     "helmet_gain": "helmet_scores",  # trained minus untrained, as HELMET scores it
-    "general": "general",  # general benchmarks through lm-eval
+    "general": "general_scores",  # general benchmarks through lm-eval
     "pairs": "pairs",  # pair statistics
     "retrieval_scores": "merge_scores",  # the untrained model's retrieval-score distribution
     "retrieval_change": "evaluate",  # retrieval scores before and after training

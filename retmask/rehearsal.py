@@ -251,6 +251,8 @@ def rehearsal_config(cfg: ExperimentConfig, niah: LengthMap, notes: list[str] | 
         r.helmet.extra_args = [*r.helmet.extra_args, "--max_test_samples", str(HELMET_SAMPLES)]
     if r.general.tasks:
         r.general.limit = _cap(r.general.limit, GENERAL_LIMIT)
+        if "max_gen_toks" in r.general.gen_kwargs:  # a reasoning model's room: a twin writes no reasoning
+            r.general.gen_kwargs["max_gen_toks"] = min(int(r.general.gen_kwargs["max_gen_toks"]), NEW_TOKENS)
     return r
 
 

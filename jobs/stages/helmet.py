@@ -26,7 +26,18 @@ def eval_command(cfg: ExperimentConfig, model_path: str, config_file: str, out: 
     h = cfg.helmet
     command = [sys.executable, "eval.py", "--config", str(Path("configs") / config_file),
                "--model_name_or_path", model_path, "--output_dir", str(out), "--tag", "retmask"]
-    return command + (["--use_vllm"] if h.use_vllm else []) + list(h.extra_args)
+    return (command + (["--use_vllm"] if h.use_vllm else []) + (["--thinking"] if h.thinking else [])
+            + list(h.extra_args))
+
+
+def evaluated_path(cfg: ExperimentConfig, run: RunDir, model: str, make: bool = True) -> str:
+    """The checkpoint HELMET loads for `model`: the base or trained one, or its evaluation copy
+    with helmet.rope_scaling (beside the run's stages, made once; `make=False`: only its path)."""
+    from retmask.model_positions import copy_path, evaluation_copy
+
+    source = cfg.model.path if model == "base" else str(trained_model_dir(run))
+    return str((evaluation_copy if make else copy_path)(source, cfg.helmet.rope_scaling,
+                                                        run.root / "evaluation_models"))
 
 
 # eval.py logs one of these per dataset of its config when it is through with it
@@ -50,8 +61,9 @@ def _wait(process: subprocess.Popen, seconds: float) -> int | None:
         return None
 
 
-def _evaluate(cfg: ExperimentConfig, run: RunDir, model: str, model_path: str, shard: int) -> None:
+def _evaluate(cfg: ExperimentConfig, run: RunDir, model: str, shard: int) -> None:
     stage, config_file = STAGES[model], cfg.helmet.configs[shard]
+    model_path = evaluated_path(cfg, run, model)
     out = output_dir(run, model)
     out.mkdir(parents=True, exist_ok=True)
     log = run.stage_dir(stage) / "logs" / f"{model}-{Path(config_file).stem}.log"
@@ -70,24 +82,32 @@ def _evaluate(cfg: ExperimentConfig, run: RunDir, model: str, model_path: str, s
 
 
 def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
-    _evaluate(cfg, run, "base", cfg.model.path, shard)
+    _evaluate(cfg, run, "base", shard)
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
-    _evaluate(cfg, run, "trained", str(trained_model_dir(run)), shard)
+    _evaluate(cfg, run, "trained", shard)
 
 
 AVERAGES_FILES = {"judge": "averages.json", "rouge": "rouge_averages.json"}  # scoring -> file in helmet_scores
+JUDGE_FILE = "judge.json"  # helmet_scores: {"judge": who judged LongQA and Summ (None: nobody), "papers": bool}
 
 
 def merge(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     """Per model the category averages as HELMET computes them (averages.json), and with ROUGE in
     place of the GPT-4 judge (rouge_averages.json: the paper's cheap proxy for choosing tau)."""
+    from jobs.stages.helmet_judge import judged_dir
     from retmask.helmet import averages_json, category_averages, find_results
 
+    judge = cfg.helmet_judge
     for scoring, name in AVERAGES_FILES.items():
         per_model = {}
         for model in cfg.helmet.models:
-            results = find_results(output_dir(run, model), cfg.helmet.lengths, tag="retmask", scoring=scoring)
+            judged = [judged_dir(run, model)] if judge.endpoint and scoring == "judge" else []
+            results = find_results(output_dir(run, model), cfg.helmet.lengths, tag="retmask", scoring=scoring,
+                                   more_dirs=judged)
             per_model[model] = averages_json(category_averages(results, lengths=cfg.helmet.lengths, scoring=scoring))
         write_json(run.stage_dir("helmet_scores") / name, per_model)
+    # whose judgement LongQA and Summ carry, for every table that shows them
+    write_json(run.stage_dir("helmet_scores") / JUDGE_FILE,
+               {"judge": judge.label if judge.endpoint else None, "papers": judge.is_papers})

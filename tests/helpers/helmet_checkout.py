@@ -4,12 +4,15 @@ line wins; do_sample False forces temperature 0), its loop over a config's datas
 output names and files (<name>.json with averaged_metrics, <name>.json.score, which eval_alce writes
 for the ALCE datasets), its "already exists, skipping" and "done, results are written to" log lines,
 and its refusal of a model path it cannot load. Its scores are numbers drawn from the model path
-and dataset, not a model's answers.
+and dataset, not a model's answers; the outputs of the datasets HELMET's GPT-4 judge reads carry
+items with the fields its judge scripts read. The checkout holds HELMET's real model_utils.py and
+judge scripts (tests/helpers/helmet_upstream/).
 
 configs/ holds HELMET's fourteen files of the paper's seven categories (the *_short.yaml files at
 8K-64K, the others at 128K) with HELMET's dataset names and lengths."""
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -74,12 +77,29 @@ EVAL_PY = textwrap.dedent('''
     lengths, generation = values(args.input_max_length), values(args.generation_max_length)
     lengths = lengths * len(datasets) if len(lengths) == 1 else lengths
     generation = generation * len(datasets) if len(generation) == 1 else generation
+    ITEMS = 3  # judged items per file
     METRICS = [("alce_asqa", ["str_em", "citation_rec", "citation_prec", "rougeLsum"]),
                ("alce_qampari", ["qampari_rec_top5", "citation_rec", "citation_prec"]),
                ("msmarco", ["NDCG@10"]), ("icl_", ["exact_match"]), ("ruler_", ["ruler_recall"]),
                ("infbench_choice", ["exact_match"]), ("json_kv", ["substring_exact_match"]),
                ("kilt_", ["substring_exact_match"]),
                ("", ["rougeL_f1", "rougeL_recall", "rougeLsum_f1", "rougeLsum_recall"])]
+    def judged_items(dataset, model):
+        """Outputs of the datasets HELMET's GPT-4 judge reads, with the fields its scripts read."""
+        items = []
+        for i in range(ITEMS):
+            right = hashlib.sha256(f"{model}|{dataset}|{i}".encode()).digest()[0] % 2 == 0
+            if dataset.startswith("narrativeqa"):
+                items.append({"id": f"nqa{i}", "question": f"Who keeps the lighthouse {i}?", "answer": [f"keeper {i}"],
+                              "output": f"Answer: keeper {i}" if right else "Answer: the sailor"})
+            elif dataset.startswith("infbench_sum"):
+                items.append({"id": f"book{i}", "answer": [f"The expert summary of book {i}."],
+                              "output": f"Book {i} is summarized. Its hero returns."})
+            elif dataset.startswith("multi_lexsum"):
+                items.append({"id": f"case{i}", "summary/long": f"The expert summary of case {i}.",
+                              "output": f"Case {i} settled. The court agreed."})
+        return items
+
     for dataset, test_file, demo_file, length, gen_length in zip(datasets, tests, demos, lengths, generation):
         test_name = os.path.splitext(os.path.basename(test_file))[0]
         path = os.path.join(out_dir, f"{dataset}_{args.tag}_{test_name}_in{length}_size{args.max_test_samples}_shots"
@@ -93,7 +113,8 @@ EVAL_PY = textwrap.dedent('''
         for name in names:
             digest = hashlib.sha256(f"{model}|{dataset}|{length}|{name}".encode()).digest()
             averaged[name] = round(100 * digest[0] / 255, 2)
-        json.dump({"args": vars(args), "data": [], "metrics": {}, "averaged_metrics": averaged}, open(path, "w"))
+        json.dump({"args": vars(args), "data": judged_items(dataset, model), "metrics": {}, "averaged_metrics": averaged},
+                  open(path, "w"))
         json.dump(averaged, open(path + ".score", "w"))
         logger.info(f"done, results are written to {path}")
 ''')
@@ -128,9 +149,30 @@ def _config_text(names: list[str], lengths: list[int]) -> str:
             "use_chat_template: false\nmax_test_samples: 100\nshots: 2\nstop_new_line: true\n")
 
 
+UPSTREAM = Path(__file__).parent / "helmet_upstream"  # HELMET's own files (its LICENSE beside them)
+KEYPOINTS = {"data/infbench/longbook_sum_eng_keypoints.jsonl": ("book", "keypoints"),
+             "data/multi_lexsum/multi_lexsum_val.jsonl": ("case", "summary/short_keypoints")}
+
+
+def keypoints(item_id: str) -> list[str]:
+    """The key points of a summarized item: i + 1 of them for item i."""
+    count = int(item_id.lstrip("abcdefghijklmnopqrstuvwxyz")) + 1
+    return [f"key point {k + 1} of {item_id}" for k in range(count)]
+
+
 def write_helmet_checkout(root: Path) -> Path:
     (root / "configs").mkdir(parents=True, exist_ok=True)
     (root / "eval.py").write_text(EVAL_PY)
+    # HELMET's judge code as HELMET ships it: model_utils.py and the GPT-4 judge scripts (commit
+    # 4526dfb of princeton-nlp/HELMET, unmodified), with the key point files the Summ judge reads
+    (root / "scripts").mkdir(exist_ok=True)
+    (root / "model_utils.py").write_text((UPSTREAM / "model_utils.py").read_text())
+    for script in ("eval_gpt4_longqa.py", "eval_gpt4_summ.py"):
+        (root / "scripts" / script).write_text((UPSTREAM / script).read_text())
+    for name, (prefix, field) in KEYPOINTS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("".join(json.dumps({"id": f"{prefix}{i}", field: keypoints(f"{prefix}{i}")}) + "\n"
+                                         for i in range(3)))
     for stem, (short, long) in CONFIGS.items():
         names = [name for per_length in short for name in per_length]
         lengths = [n for n, per_length in zip(SHORT, short) for _ in per_length]

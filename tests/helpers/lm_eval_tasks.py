@@ -1,6 +1,8 @@
-"""lm-eval tasks for the tests under the names Table 5's configs use (gpqa_main_zeroshot,
-minerva_math500, the mmlu_pro group): their datasets live on the hub, so these read a few items of
-our own from local files, as a user with offline compute nodes points general.include_path at
+"""lm-eval tasks for the tests under the names Table 5's configs use (gpqa_main_cot_zeroshot,
+minerva_math500, the mmlu_pro group), with the metric keys their built-in versions report and
+the stage reads (exact_match,flexible-extract; math_verify,none from the task's process_results;
+the group's exact_match,custom-extract): their datasets live on the hub, so these read a few items
+of our own from local files, as a user with offline compute nodes points general.include_path at
 task files that replace the built-in ones (lm-eval lets a task of the include path override one
 of its own of the same name)."""
 from __future__ import annotations
@@ -13,21 +15,35 @@ ITEMS = [{"question": "What is two plus two?", "answer": "4"},
          {"question": "What gas do plants take in?", "answer": "carbon dioxide"}]
 
 
-def _task(name: str, data: str) -> str:
-    return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+def _task(name: str, data: str, metric: str = "exact_match", filter_name: str = "", process: bool = False) -> str:
+    text = (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
             "output_type: generate_until\ndoc_to_text: \"{{question}}\"\ndoc_to_target: \"{{answer}}\"\n"
             "generation_kwargs:\n  until: []\n  do_sample: false\n  max_gen_toks: 8\n"
-            "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n"
+            f"metric_list:\n  - metric: {metric}\n    aggregation: mean\n    higher_is_better: true\n"
             "metadata:\n  version: 1.0\n")
+    if filter_name:
+        text += f"filter_list:\n  - name: {filter_name}\n    filter:\n      - function: take_first\n"
+    if process:
+        text += "process_results: !function utils.process_results\n"
+    return text
+
+
+# minerva_math500's utils.process_results returns math_verify beside exact_match; here the answer as
+# written, stripped, is the match
+UTILS = ("def process_results(doc, results):\n"
+         "    return {\"math_verify\": float(results[0].strip() == doc[\"answer\"])}\n")
 
 
 def write_lm_eval_tasks(root: Path) -> Path:
-    for folder, name in (("gpqa", "gpqa_main_zeroshot"), ("minerva_math500", "minerva_math500"),
-                         ("mmlu_pro", "mmlu_pro_local")):
+    tasks = {("gpqa", "gpqa_main_cot_zeroshot"): {"filter_name": "flexible-extract"},
+             ("minerva_math500", "minerva_math500"): {"metric": "math_verify", "process": True},
+             ("mmlu_pro", "mmlu_pro_local"): {"filter_name": "custom-extract"}}
+    for (folder, name), settings in tasks.items():
         (root / folder).mkdir(parents=True, exist_ok=True)
         (root / folder / "items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in ITEMS))
-        (root / folder / f"{name}.yaml").write_text(_task(name, f"{folder}/items.jsonl"))
+        (root / folder / f"{name}.yaml").write_text(_task(name, f"{folder}/items.jsonl", **settings))
+    (root / "minerva_math500" / "utils.py").write_text(UTILS)
     (root / "mmlu_pro" / "_mmlu_pro.yaml").write_text(
         "group: mmlu_pro\ntask: [mmlu_pro_local]\naggregate_metric_list:\n  - metric: exact_match\n"
-        "    aggregation: mean\n    weight_by_size: true\nmetadata:\n  version: 1.0\n")
+        "    aggregation: mean\n    weight_by_size: true\n    filter_list: [custom-extract]\nmetadata:\n  version: 1.0\n")
     return root

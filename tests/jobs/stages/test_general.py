@@ -77,7 +77,22 @@ def test_include_path_must_be_a_folder_of_task_yamls(tmp_path, toy_model_dir):
 def test_no_tasks_no_stage_and_the_report_waits_for_the_stage(toy_model_dir):
     assert "general" not in {s.name for s in build_stages(from_dict(ExperimentConfig, {"name": "g"}))}
     stages = {s.name: s for s in build_stages(load_config(REPO / "configs" / "tiny.yaml", GENERAL))}
-    assert stages["general"].depends == ("train",) and "general" in stages["report"].depends
+    assert stages["general"].depends == ("train",) and stages["general_scores"].depends == ("general",)
+    assert "general_scores" in stages["report"].depends
+
+
+def test_a_task_per_shard_each_read_by_its_headline_metric(toy_model_dir):
+    """One array task per benchmark; MATH-500 read by lm-eval's math_verify (its exact_match is the
+    first metric lm-eval writes, a string match of the last boxed answer), MMLU-Pro and generative
+    GPQA by the answer their filters extract from a reasoning model's generation."""
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [
+        "general.tasks=[minerva_math500,mmlu_pro,gpqa_main_cot_zeroshot]", "general.metrics={mmlu_pro: 'acc,none'}"])
+    assert {s.name: s for s in build_stages(cfg)}["general"].shards(cfg) == 3
+    assert general.headline_metrics(cfg) == {"minerva_math500": "math_verify,none", "mmlu_pro": "acc,none",
+                                             "gpqa_main_cot_zeroshot": "exact_match,flexible-extract"}
+    math = {"minerva_math500": {"alias": "minerva_math500", "exact_match,none": 0.40, "exact_match_stderr,none": 0.02,
+                                "math_verify,none": 0.46, "math_verify_stderr,none": 0.02}}
+    assert general.task_scores(math, ["minerva_math500"], general.headline_metrics(cfg)) == {"minerva_math500": 0.46}
 
 
 def _cannot_copy(model_dir: Path, out: Path) -> Path:
@@ -101,6 +116,7 @@ def general_run(tmp_path_factory, toy_model_dir):
     _cannot_copy(Path(cfg.model.path), trained_model_dir(run))
     shipped = sorted(TASKS.rglob("*"))
     general.run(cfg, run, 0)
+    general.merge(cfg, run, 0)
     assert sorted(TASKS.rglob("*")) == shipped  # lm-eval ran in the task folder and left nothing there
     return cfg, run
 
@@ -126,7 +142,7 @@ def test_both_models_scored_as_lm_eval_computed_them(general_run):
     assert results == {model: {"toy_copy": pytest.approx(accuracy)} for model, accuracy in expected.items()}
     assert results["base"]["toy_copy"] > results["trained"]["toy_copy"]  # the skill, then its loss
     for model in ("base", "trained"):
-        raw = json.loads(general.raw_results_path(run, model).read_text())
+        raw = json.loads(general.raw_results_path(run, model, "toy_copy").read_text())
         items = len((TASKS / "toy_copy" / "toy_copy.jsonl").read_text().splitlines())
         assert raw["n-samples"]["toy_copy"]["effective"] == items  # every item, not a sample of them
 
@@ -137,19 +153,20 @@ def test_the_report_shows_table5_from_results_json(general_run):
     base, trained = results["base"]["toy_copy"], results["trained"]["toy_copy"]
     text = "\n".join(general_section(general.results_path(run)))
     assert "## General abilities (Table 5): base vs trained" in text
-    assert "| task | base | trained | change (trained - base) |" in text
-    assert f"| toy_copy | {base:.3f} | {trained:.3f} | {trained - base:+.3f} |" in text
+    assert "| task | metric | base | trained | change (trained - base) |" in text
+    assert f"| toy_copy | first numeric metric | {base:.3f} | {trained:.3f} | {trained - base:+.3f} |" in text
 
 
 def test_a_rerun_keeps_the_models_already_evaluated(general_run, tmp_path):
     cfg, run = general_run
     again = RunDir(tmp_path / "run")
     for model in general.MODELS:
-        general.raw_results_path(again, model).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(general.raw_results_path(run, model), general.raw_results_path(again, model))
-    kept = json.loads(general.raw_results_path(again, "base").read_text())
+        general.raw_results_path(again, model, "toy_copy").parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(general.raw_results_path(run, model, "toy_copy"), general.raw_results_path(again, model, "toy_copy"))
+    kept = json.loads(general.raw_results_path(again, "base", "toy_copy").read_text())
     kept["results"]["toy_copy"]["exact_match,none"] = 0.123  # no share of the task's items
-    general.raw_results_path(again, "base").write_text(json.dumps(kept))
+    general.raw_results_path(again, "base", "toy_copy").write_text(json.dumps(kept))
     general.run(cfg, again, 0)  # `again` has no trained model: evaluating it would fail
+    general.merge(cfg, again, 0)
     assert json.loads(general.results_path(again).read_text()) == {
         "base": {"toy_copy": 0.123}, "trained": json.loads(general.results_path(run).read_text())["trained"]}
