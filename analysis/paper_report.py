@@ -71,8 +71,12 @@ def _general(run: Path, model: str, column: str) -> tuple[float | None, str]:
         return None, "not run"
     scores = read_general(path)[model]
     task = next((t for t in scores if t.startswith(GENERAL_BENCHMARKS[column])), None)
-    if task is None:
-        return None, "no such task"
+    if task is None:  # a task left out says why (metrics.json), e.g. code execution not allowed
+        metrics = path.parent / "metrics.json"
+        reasons = read_json(metrics) if metrics.is_file() else {}
+        why = next((r for t, r in reasons.items() if t.startswith(GENERAL_BENCHMARKS[column])
+                    and r.startswith("not run")), None)
+        return None, why or "no such task"
     return scores[task], ""
 
 

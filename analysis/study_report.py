@@ -38,14 +38,22 @@ def tau_section(data: StudyData) -> tuple[list[str], dict]:
     scope = (f"over HELMET {', '.join(plan['tau_helmet_categories'])}"
              + (" (ROUGE in place of the GPT-4 judge)" if metric == "helmet_rouge" else "")
              if metric.startswith("helmet") else f"at lengths >= {data.long_from}")
-    verdict = (f"**tau = {chosen:g}**, the highest mean over seeds (ties: the smaller tau)" if chosen is not None
-               else "none: no retrieval-mask run finished")
+    if data.tau_chosen_on != "these seeds":
+        verdict = (f"**tau = {chosen:g}**, chosen on {data.tau_chosen_on} (`retmask study --development`); the claims "
+                   "below are measured on these report seeds at that tau")
+    elif chosen is not None:
+        verdict = (f"**tau = {chosen:g}**, the highest mean over seeds (ties: the smaller tau)"
+                   + ("" if plan.get("development") else "; chosen on these same seeds, so the claims below are "
+                      "measured where tau was tuned: run `retmask study --development` first to choose it apart"))
+    else:
+        verdict = "none: no retrieval-mask run finished"
     lines = [f"## Table 6 in miniature: tau chosen on `{metric}`", "",
              f"The trained model's {metric} {scope}, per tau of the {RETMASK} runs. Chosen: {verdict}.", "",
              *tau_markdown(rows, metric, data.seeds), "",
              "The other tables have a row per (strategy, tau); the claims are measured on the runs at the chosen "
              "tau (C1 on its ablation and its controls of as many heads).", ""]
-    return lines, {"metric": metric, "rows": [row.to_dict() for row in rows], "chosen": chosen}
+    return lines, {"metric": metric, "rows": [row.to_dict() for row in rows], "chosen": chosen,
+                   "chosen_on": data.tau_chosen_on}
 
 
 REHEARSAL_BANNER = ("> **Rehearsal**: every model is a tiny random twin of the real one and every workload is cut to a "

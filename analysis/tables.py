@@ -5,7 +5,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-from analysis.runs import DASH, HelmetLength, Run
+from analysis.runs import DASH, HelmetLength, Run, judge_note
 
 
 def _latex_escape(text: str) -> str:
@@ -140,6 +140,8 @@ def _table1(runs: list[Run]) -> tuple[Table, str]:
         subset = sorted({d for r in runs for per in r.helmet.values() for e in per.values() for d in e.not_requested})
         if subset:
             notes.append("HELMET datasets left out on purpose (overall is not HELMET's full one): " + ", ".join(subset))
+        if judged := judge_note(r.root for r in runs):
+            notes.append(judged)
         title = "Table 1: HELMET overall average by context length"
         kind = "helmet"
     else:
@@ -195,6 +197,8 @@ def _table2(runs: list[Run], length: int) -> Table:
              "HELMET results has (or the longest of any when they share none)."),
              ("'*': incomplete, averaged over part of the results only; 'incomplete': results missing, no average; "
              "'-': not evaluated.")]
+    if judged := judge_note(r.root for r in with_results):
+        notes.append(judged)
     base_note = _base_note(with_results, sources)
     if base_note:
         notes.append(base_note)

@@ -27,7 +27,7 @@ def evaluation_lines(cfg: ExperimentConfig, run: RunDir) -> list[str]:
                                                                         Path("<output>-gpt4eval_o.json"))])
                     lines.append(f"# {helmet_judge.STAGES[model]}: (cd {cfg.helmet.path} && {shlex.join(command)})")
     if cfg.general.tasks:
-        lines.append(f"# general: {general.lm_eval_arguments(cfg)}, one task per array task: {cfg.general.tasks}")
+        lines.append(f"# general: {general.lm_eval_arguments(cfg)}, one task per array task: {cfg.general.runnable_tasks()}")
     return lines
 
 

@@ -92,9 +92,9 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
                              ("helmet_judge",), lambda c: len(JUDGE_SCRIPTS)) for s in helmet]
         stages += [*helmet, Stage("helmet_scores", "jobs.stages.helmet:merge", tuple(s.name for s in helmet))]
         report_after += ("helmet_scores",)
-    if cfg.general.tasks:
+    if cfg.general.runnable_tasks():
         # base and trained model (Table 5's before/after); the report shows them side by side
-        stages += [Stage("general", "jobs.stages.general:run", ("train",), ("general",), lambda c: len(c.general.tasks)),
+        stages += [Stage("general", "jobs.stages.general:run", ("train",), ("general",), lambda c: len(c.general.runnable_tasks())),
                    Stage("general_scores", "jobs.stages.general:merge", ("general",))]
         report_after += ("general_scores",)
     stages.append(Stage("report", "jobs.stages.report:run", report_after))

@@ -75,8 +75,9 @@ def submit_studies(files: list[StudyFile], development: bool, profile: ClusterPr
     one of its runs has finished, else None."""
     prepared = prepare_studies(files, development, log, rehearse, training_world(profile))
     runs = all_runs(prepared)
-    for p in prepared:
-        check_inputs(p.runs[0].cfg)  # a study's runs differ in strategy, seed and tau, not in their inputs
+    for p in prepared:  # a study's runs differ in strategy, seed and tau, not in their inputs; its variants do
+        for run in {r.variant: r for r in reversed(p.runs)}.values():
+            check_inputs(run.cfg)
     steps = [_next_step(run, shared) for run, shared in zip(runs, stage_owners(runs))]  # every refusal first
     for step in steps:
         _advance(step, profile, force, log)

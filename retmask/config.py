@@ -251,6 +251,8 @@ def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) 
         # the trained model has the base model's positions; HELMET loads the longest length first
         checked(check_lengths, "helmet.lengths", config.model.path, config.helmet.lengths, config.helmet.rope_scaling,
                 "helmet.rope_scaling")
+    if config.helmet.path:
+        checked(_check_cite_model, config.helmet)
     if config.strategy == "win-lose-pair" and config.judge.kind == "model":
         checked(_check_model_dir, "judge.path", config.judge.path)
     if not config.run_dir:
@@ -293,6 +295,15 @@ def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) 
         raise ConfigError(problems[0] if len(problems) == 1 else
                           f"{len(problems)} inputs are missing or wrong:\n  - " + "\n  - ".join(problems))
     return config
+
+
+def _check_cite_model(helmet: HelmetConfig) -> None:
+    from retmask.helmet import HelmetError, check_cite_nli_model
+
+    try:
+        check_cite_nli_model(helmet.path, helmet.configs)
+    except HelmetError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _resolve_synthesis_model(config: ExperimentConfig) -> None:

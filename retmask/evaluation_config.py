@@ -117,11 +117,19 @@ class HelmetJudgeConfig:
         return self.endpoint == "openai" and self.model == PAPER_JUDGE
 
 
+CODE_TASK_PREFIXES = ("humaneval", "mbpp")  # lm-eval tasks marked unsafe_code: they execute generated code
+
+
+def runs_code(task: str) -> bool:
+    return task.startswith(CODE_TASK_PREFIXES)
+
+
 # The score each benchmark of the paper's Table 5 is read by (lm-eval's "<metric>,<filter>" keys):
 # the answer extracted from a generation, as a reasoning model writes one
 HEADLINE_METRICS = {"gpqa_main_cot_zeroshot": "exact_match,flexible-extract", "gpqa_diamond_cot_zeroshot":
                     "exact_match,flexible-extract", "minerva_math500": "math_verify,none",
-                    "mmlu_pro": "exact_match,custom-extract"}
+                    "mmlu_pro": "exact_match,custom-extract", "humaneval": "pass@1,create_test",
+                    "humaneval_instruct": "pass@1,create_test"}
 GENERAL_STAGE_MODEL_ARGS = ("pretrained", "dtype", "device")  # lm-eval model arguments the general stage sets
 
 
@@ -136,6 +144,13 @@ class GeneralConfig:
     # lm-eval's gen_kwargs, over every generative task's own: a reasoning model needs room for its
     # reasoning (mmlu_pro stops at 2,048 new tokens, minerva_math500 at lm-eval's default 256)
     gen_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Tasks that run the model's code (HumanEval, MBPP: lm-eval's unsafe_code tasks) run only when
+    # this is true; false: they are left out, and their cells say why
+    allow_code_execution: bool = False
+
+    def runnable_tasks(self) -> list[str]:
+        """general.tasks less those that would run the model's code without permission."""
+        return [t for t in self.tasks if self.allow_code_execution or not runs_code(t)]
     limit: int = 0  # examples per task; 0 = all
     batch_size: int = 8
     # A folder of task YAMLs of your own (lm-eval's --include_path), e.g. configs/lm_eval_tasks;

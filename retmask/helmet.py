@@ -342,3 +342,36 @@ def averages_json(averages: dict[int, LengthAverages]) -> dict:
     return {str(length): {"categories": {name: average(a) for name, a in entry.categories.items()},
                           "overall": average(entry.overall), "not_requested": list(entry.not_requested)}
             for length, entry in averages.items()}
+
+
+CITE_NLI_MODEL = "google/t5_xxl_true_nli_mixture"  # eval_alce.py's AUTOAIS_MODEL, loaded from the hub by name
+
+
+def _hub_cache() -> Path:
+    """The Hugging Face cache eval_alce.py loads from, as huggingface_hub finds it."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def check_cite_nli_model(helmet_path: str | Path, config_files: Iterable[str]) -> None:
+    """Cite is scored by eval_alce.py inside eval.py with an 11B NLI model fetched by name; offline
+    compute nodes without it would lose Cite after the GPU time is spent (eval.py logs the error and
+    goes on). Refused before any job when a config runs Cite and the model is not in the cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cite = [f for f in config_files if any("Cite" in categories for categories in
+                                           config_categories(helmet_path, f).values())]
+    if not cite:
+        return
+    cache = _hub_cache()
+    if isinstance(try_to_load_from_cache(CITE_NLI_MODEL, "config.json", cache_dir=str(cache)), str):
+        return
+    raise HelmetError(f"helmet.configs {cite} run Cite, which HELMET scores with the NLI model {CITE_NLI_MODEL}, not in "
+                      f"the Hugging Face cache {cache} the jobs read; fetch it once (about 45 GB) with "
+                      f"`huggingface-cli download {CITE_NLI_MODEL}` on a machine with network and that cache, or drop "
+                      "the cite configs")
+

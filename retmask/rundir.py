@@ -22,6 +22,8 @@ from retmask.errors import UserError
 from retmask.io import read_json, write_json
 from retmask.progress import ProgressReporter, ShardProgress
 
+CLAIMS_DIR = "claims"  # stages/<stage>/claims/: who writes each shard now (retmask/claims.py)
+
 
 def shard_slice(total: int, shards: int, shard: int) -> range:
     """Contiguous slice `shard` of `shards` over `total` items (sizes differ by at most one)."""
@@ -54,7 +56,7 @@ class RunDir:
 
     def claim(self, stage: str, shard: int) -> ShardClaim:
         """The one-writer claim of a shard (retmask/claims.py)."""
-        return ShardClaim(self.stage_dir(stage) / "claims", shard)
+        return ShardClaim(self.stage_dir(stage) / CLAIMS_DIR, shard)
 
     def write_guard(self, stage: str, shard: int):
         """What a shard's writer calls before each write: refuses when another attempt has taken
@@ -223,7 +225,10 @@ class RunDir:
         staging = target.with_name(f".{stage}.adopting")
         if staging.exists():
             shutil.rmtree(staging)  # an adoption cut short: only links and copies, nothing of our own
-        shutil.copytree(donor.stage_dir(stage), staging, copy_function=link, symlinks=True)
+        donor_dir = str(donor.stage_dir(stage))
+        # a claim is the donor's writer's, released (deleted) as its shard ends: never adopted
+        shutil.copytree(donor_dir, staging, copy_function=link, symlinks=True,
+                        ignore=lambda folder, names: [CLAIMS_DIR] if folder == donor_dir and CLAIMS_DIR in names else [])
         os.replace(staging, target)
 
     def shard_seconds(self, stage: str) -> list[float]:

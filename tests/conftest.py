@@ -4,9 +4,16 @@ from dataclasses import dataclass
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.helmet_checkout import cache_cite_nli_model
+
+# The tests' own hub cache (CI's is empty anyway), holding HELMET's Cite NLI model as downloaded:
+# a HELMET config that runs Cite is refused without it (retmask/helmet.py: check_cite_nli_model)
+os.environ["HF_HUB_CACHE"] = str(cache_cite_nli_model(Path(tempfile.mkdtemp(prefix="hf-hub-"))))
 
 REPO = Path(__file__).resolve().parents[1]
 

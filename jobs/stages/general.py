@@ -19,7 +19,8 @@ from retmask.io import read_json, write_json
 from retmask.rundir import RunDir
 
 MODELS = ("base", "trained")
-KEPT = ("results", "versions", "n-samples")  # what of lm-eval's output is kept: JSON, no per-sample rows
+KEPT = ("results", "versions", "n-samples")
+NOT_ALLOWED = "not run: it executes the model's code (general.allow_code_execution: true to run it)"  # what of lm-eval's output is kept: JSON, no per-sample rows
 
 
 def model_paths(cfg: ExperimentConfig, run: RunDir) -> dict[str, Path]:
@@ -96,21 +97,23 @@ def evaluate(cfg: ExperimentConfig, model_path: Path, task: str, task_manager) -
         return lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=[task], batch_size=g.batch_size,
                                        limit=g.limit or None, task_manager=task_manager, log_samples=False,
                                        apply_chat_template=g.apply_chat_template,
-                                       fewshot_as_multiturn=g.apply_chat_template, gen_kwargs=g.gen_kwargs or None)
+                                       fewshot_as_multiturn=g.apply_chat_template, gen_kwargs=g.gen_kwargs or None,
+                                       confirm_run_unsafe_code=g.allow_code_execution)
 
 
 def lm_eval_arguments(cfg: ExperimentConfig) -> str:
     """What every task's lm-eval call is given beside its checkpoint (for `--dry-run`)."""
     g = cfg.general
     return (f"lm_eval.simple_evaluate(model=hf, model_args={g.model_args}, apply_chat_template={g.apply_chat_template}, "
-            f"gen_kwargs={g.gen_kwargs}, metrics={headline_metrics(cfg)})")
+            f"gen_kwargs={g.gen_kwargs}, confirm_run_unsafe_code={g.allow_code_execution}, "
+            f"metrics={headline_metrics(cfg)})")
 
 
 def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from lm_eval.tasks import TaskManager
 
     g = cfg.general
-    task = g.tasks[shard]
+    task = g.runnable_tasks()[shard]
     # a rerun of a shard cut short keeps the model it had evaluated (same fingerprint: same settings)
     todo = [model for model in MODELS if not raw_results_path(run, model, task).is_file()]
     progress = run.progress_reporter("general", shard, "models", len(MODELS), done=len(MODELS) - len(todo))
@@ -126,8 +129,9 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
 
 def merge(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     """results.json: each task's score per model, read by its headline metric (metrics.json)."""
-    g, metrics = cfg.general, headline_metrics(cfg)
+    g, metrics, runnable = cfg.general, headline_metrics(cfg), cfg.general.runnable_tasks()
     write_json(results_path(run), {model: {task: task_scores(read_json(raw_results_path(run, model, task))["results"],
-                                                             [task], metrics)[task] for task in g.tasks}
+                                                             [task], metrics)[task] for task in runnable}
                                    for model in MODELS})
-    write_json(metrics_path(run), {task: metrics.get(task, "first numeric metric") for task in g.tasks})
+    write_json(metrics_path(run), {task: metrics.get(task, "first numeric metric") if task in runnable else
+                                   NOT_ALLOWED for task in g.tasks})

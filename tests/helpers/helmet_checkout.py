@@ -179,3 +179,18 @@ def write_helmet_checkout(root: Path) -> Path:
         (root / "configs" / f"{stem}_short.yaml").write_text(_config_text(names, lengths))
         (root / "configs" / f"{stem}.yaml").write_text(_config_text(long, [131072] * len(long)))
     return root
+
+
+def cache_cite_nli_model(cache: Path) -> Path:
+    """A Hugging Face hub cache holding the entry of HELMET's Cite NLI model as the hub lays a
+    download out (refs/main naming a snapshot, its config.json): what the check before submission
+    looks for. The model itself (11B) is never loaded by the tests' eval.py."""
+    from retmask.helmet import CITE_NLI_MODEL
+
+    entry = cache / f"models--{CITE_NLI_MODEL.replace('/', '--')}"
+    (entry / "refs").mkdir(parents=True, exist_ok=True)
+    (entry / "refs" / "main").write_text("0" * 40)
+    (entry / "snapshots" / ("0" * 40)).mkdir(parents=True, exist_ok=True)
+    (entry / "snapshots" / ("0" * 40) / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    return cache
+

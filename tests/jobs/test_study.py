@@ -84,7 +84,10 @@ def test_the_report_answers_each_claim_or_says_it_did_not_run(small_study):
     for key in ("C1", "C2", "C4", "C5", "C6"):
         assert claims[key]["verdict"] in ("yes", "no", "inconclusive"), claims[key]
     # C1 compares the ablation with masks of random and of non-retrieval heads, 2 draws each
-    assert all("over 2 draws" in line for line in claims["C1"]["evidence"])
+    # ... each with its empirical rank among them, then where C1 stands under Holm's correction
+    comparisons, holm = claims["C1"]["evidence"][:2], claims["C1"]["evidence"][2:]
+    assert all("over 2 draws" in line and "empirical p = " in line for line in comparisons)
+    assert holm and holm[0].startswith("one-sided p = ") and "Holm over" in holm[0]
     for key in ("C1", "C2", "C3", "C4", "C5", "C6"):
         assert f"{key} {claims[key]['verdict']}" in stdout
     index = (root / "report/index.md").read_text()

@@ -227,3 +227,26 @@ def test_bad_input_is_a_user_error_naming_what_is_wrong(tmp_path):
         find_results(tmp_path, [])
     with pytest.raises(HelmetError, match="not a HELMET result"):
         parse_score_file(tmp_path / "results.json")
+
+
+def test_cite_without_its_nli_model_cached_is_refused_before_any_job(tmp_path, monkeypatch, paper_inputs):
+    """eval_alce.py loads google/t5_xxl_true_nli_mixture by name; eval.py swallows its failure, so
+    without it in the cache the jobs' Cite would only turn up missing after the GPU time."""
+    from retmask.config import ConfigError, load_config
+    from tests.conftest import REPO
+    from tests.helpers.helmet_checkout import cache_cite_nli_model, write_helmet_checkout
+
+    checkout = write_helmet_checkout(tmp_path / "HELMET")
+    llama = f"model.path={paper_inputs['llama']}"  # 131,072 positions: HELMET's lengths fit
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ConfigError) as error:
+        load_config(REPO / "configs" / "tiny.yaml", [llama, f"helmet.path={checkout}"])
+    assert str(error.value) == (
+        "helmet.configs ['cite_short.yaml', 'cite.yaml'] run Cite, which HELMET scores with the NLI model "
+        f"google/t5_xxl_true_nli_mixture, not in the Hugging Face cache {tmp_path / 'empty-cache'} the jobs read; fetch "
+        "it once (about 45 GB) with `huggingface-cli download google/t5_xxl_true_nli_mixture` on a machine with "
+        "network and that cache, or drop the cite configs")
+    load_config(REPO / "configs" / "tiny.yaml", [llama, f"helmet.path={checkout}", "helmet.configs=[recall_short.yaml]",
+                                                  "helmet.lengths=[8192]"])  # no Cite: no NLI model needed
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache_cite_nli_model(tmp_path / "cache")))
+    assert load_config(REPO / "configs" / "tiny.yaml", [llama, f"helmet.path={checkout}"]).helmet.path == str(checkout)

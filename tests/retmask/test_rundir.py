@@ -45,7 +45,11 @@ def test_an_adopted_stage_links_the_donors_files_and_a_rewrite_leaves_the_donor_
     (donor.shard_file("detect", 0)).write_text('{"instance_id": 1}\n')
     taker.stage_dir("detect").parent.mkdir(parents=True)
     (taker.stage_dir("detect").with_name(".detect.adopting")).mkdir()  # an adoption cut short earlier
+    claims = donor.stage_dir("detect") / "claims"  # the donor's writer, about to release its claim:
+    claims.mkdir()                                     # never the taker's (a claim vanishing mid-copy
+    (claims / "00000.json").write_text("{}")           # failed an adoption in the paper rehearsal)
     taker.adopt("detect", donor)
+    assert not (taker.stage_dir("detect") / "claims").exists()
     assert taker.done_shards("detect", "fp") == {0}
     assert taker.shard_file("detect", 0).stat().st_ino == donor.shard_file("detect", 0).stat().st_ino
     assert not taker.stage_dir("detect").with_name(".detect.adopting").exists()

@@ -170,3 +170,29 @@ def test_a_rerun_keeps_the_models_already_evaluated(general_run, tmp_path):
     general.merge(cfg, again, 0)
     assert json.loads(general.results_path(again).read_text()) == {
         "base": {"toy_copy": 0.123}, "trained": json.loads(general.results_path(run).read_text())["trained"]}
+
+
+def test_humaneval_runs_the_models_code_only_when_allowed(tmp_path, toy_model_dir):
+    """lm-eval runs an unsafe_code task only when confirmed: without general.allow_code_execution it
+    is left out and says why; with it, the model's completions are executed against the tests."""
+    from tests.helpers.lm_eval_tasks import write_lm_eval_tasks
+
+    tasks = write_lm_eval_tasks(tmp_path / "tasks")
+    given = ["general.tasks=[humaneval_instruct,minerva_math500]", f"general.include_path={tasks}", "general.limit=2"]
+    cfg = load_config(REPO / "configs" / "tiny.yaml", given)
+    assert cfg.general.runnable_tasks() == ["minerva_math500"]
+    assert {s.name: s for s in build_stages(cfg)}["general"].shards(cfg) == 1
+    allowed = load_config(REPO / "configs" / "tiny.yaml", [*given, "general.allow_code_execution=true"])
+    allowed.run_dir = str(tmp_path / "run")
+    run = RunDir(allowed.run_dir)
+    _cannot_copy(Path(allowed.model.path), trained_model_dir(run))
+    for shard in range(2):
+        general.run(allowed, run, shard)
+    general.merge(allowed, run, 0)
+    metrics = json.loads(general.metrics_path(run).read_text())
+    assert metrics == {"humaneval_instruct": "pass@1,create_test", "minerva_math500": "math_verify,none"}
+    scores = json.loads(general.results_path(run).read_text())
+    assert set(scores["base"]) == {"humaneval_instruct", "minerva_math500"}
+    assert scores["base"]["humaneval_instruct"] == 0.0  # executed (lm-eval refuses otherwise): the toy writes no Python
+    general.merge(cfg, run, 0)  # the same outputs, code not allowed: left out, and why
+    assert json.loads(general.metrics_path(run).read_text())["humaneval_instruct"] == general.NOT_ALLOWED
