@@ -3,6 +3,7 @@ call, the judge, and how NIAH prompts end (whether a reasoning model reasons the
 written: an evaluation copy is named, not made."""
 from __future__ import annotations
 
+import functools
 import shlex
 from pathlib import Path
 
@@ -32,12 +33,17 @@ def evaluation_lines(cfg: ExperimentConfig, run: RunDir) -> list[str]:
 
 
 def _niah_ending(cfg: ExperimentConfig) -> str:
+    return _prompt_ending(cfg.synthesis_source().path, cfg.detection.template)
+
+
+@functools.lru_cache(maxsize=None)
+def _prompt_ending(path: str, template: str) -> str:
+    """A study's runs share a few models: each tokenizer is loaded once."""
     from transformers import AutoTokenizer
 
     from retmask.niah import render_prompt
 
-    path = cfg.synthesis_source().path
     if not (Path(path) / "tokenizer_config.json").is_file():
         return "(the model does not exist yet)"
-    prompt, _ = render_prompt(AutoTokenizer.from_pretrained(path), cfg.detection.template, "<context>", "<question>")
+    prompt, _ = render_prompt(AutoTokenizer.from_pretrained(path), template, "<context>", "<question>")
     return repr(prompt[-48:])

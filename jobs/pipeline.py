@@ -88,7 +88,8 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
             helmet.append(Stage("helmet", "jobs.stages.helmet:run", ("train",), ("helmet",),
                                 lambda c: len(c.helmet.configs)))
         if cfg.helmet_judge.endpoint:  # HELMET's GPT-4 judge of LongQA and Summ: one task per script
-            helmet += [Stage(f"{s.name}_judge", f"jobs.stages.helmet_judge:{s.entry.split(':')[1]}", (s.name,),
+            judges = {"helmet_base": ("helmet_base_judge", "run_base"), "helmet": ("helmet_judge", "run")}
+            helmet += [Stage(judges[s.name][0], f"jobs.stages.helmet_judge:{judges[s.name][1]}", (s.name,),
                              ("helmet_judge",), lambda c: len(JUDGE_SCRIPTS)) for s in helmet]
         stages += [*helmet, Stage("helmet_scores", "jobs.stages.helmet:merge", tuple(s.name for s in helmet))]
         report_after += ("helmet_scores",)

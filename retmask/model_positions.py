@@ -99,12 +99,12 @@ def evaluation_copy(model_path: str | Path, scaling: dict, parent: Path) -> Path
     out = copy_path(model_path, scaling, parent)
     if not scaling or (out / "config.json").is_file():
         return out
+    source = Path(model_path).expanduser().resolve()
     partial = out.with_name(out.name + f".partial-{os.getpid()}")
     partial.mkdir(parents=True, exist_ok=True)
-    for item in Path(model_path).expanduser().resolve().iterdir():
+    for item in source.iterdir():
         if item.name != "config.json" and not (partial / item.name).exists():
             (partial / item.name).symlink_to(item)
-    source = Path(model_path).expanduser().resolve()
     write_json(partial / "config.json", scaled_config(json.loads((source / "config.json").read_text()), scaling))
     try:
         partial.rename(out)

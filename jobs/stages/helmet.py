@@ -16,10 +16,21 @@ from retmask.rundir import RunDir
 
 
 STAGES = {"base": "helmet_base", "trained": "helmet"}  # model -> the stage that evaluates it
+JUDGE_STAGES = {"base": "helmet_base_judge", "trained": "helmet_judge"}  # model -> the stage that judges it
 
 
 def output_dir(run: RunDir, model: str) -> Path:
     return run.stage_dir(STAGES[model]) / "outputs" / model
+
+
+def judged_dir(run: RunDir, model: str) -> Path:
+    """Where HELMET's GPT-4 judge writes `model`'s judged files (jobs/stages/helmet_judge.py)."""
+    return run.stage_dir(JUDGE_STAGES[model]) / "outputs" / model
+
+
+def log_tail(log: Path, lines: int = 5) -> str:
+    """The last lines of a subprocess's log, for the one-line error of a failed task."""
+    return " | ".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def eval_command(cfg: ExperimentConfig, model_path: str, config_file: str, out: Path) -> list[str]:
@@ -76,9 +87,8 @@ def _evaluate(cfg: ExperimentConfig, run: RunDir, model: str, shard: int) -> Non
             progress.set(len(DATASET_ENDED.findall(log.read_text(errors="replace"))))
         progress.set(len(DATASET_ENDED.findall(log.read_text(errors="replace"))))
     if returncode != 0:
-        tail = log.read_text(errors="replace").splitlines()[-5:]
         raise RuntimeError(f"HELMET eval.py failed on {config_file} for the {model} model (exit "
-                           f"{returncode}); log {log}: " + " | ".join(tail))
+                           f"{returncode}); log {log}: {log_tail(log)}")
 
 
 def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
@@ -96,7 +106,6 @@ JUDGE_FILE = "judge.json"  # helmet_scores: {"judge": who judged LongQA and Summ
 def merge(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     """Per model the category averages as HELMET computes them (averages.json), and with ROUGE in
     place of the GPT-4 judge (rouge_averages.json: the paper's cheap proxy for choosing tau)."""
-    from jobs.stages.helmet_judge import judged_dir
     from retmask.helmet import averages_json, category_averages, find_results
 
     judge = cfg.helmet_judge

@@ -10,17 +10,12 @@ import sys
 from pathlib import Path
 
 import retmask
-from jobs.stages.helmet import output_dir
+from jobs.stages.helmet import JUDGE_STAGES as STAGES, judged_dir, log_tail, output_dir
 from retmask.config import ExperimentConfig
 from retmask.helmet_judge import DATASETS, SCRIPTS, judged_name
 from retmask.rundir import RunDir
 
-STAGES = {"base": "helmet_base_judge", "trained": "helmet_judge"}
 SHARDS = tuple(SCRIPTS)  # shard i runs script SHARDS[i]
-
-
-def judged_dir(run: RunDir, model: str) -> Path:
-    return run.stage_dir(STAGES[model]) / "outputs" / model
 
 
 def to_judge(run: RunDir, model: str, script: str) -> list[Path]:
@@ -57,9 +52,8 @@ def _judge(cfg: ExperimentConfig, run: RunDir, model: str, shard: int) -> None:
                                      stdout=handle, stderr=subprocess.STDOUT)
     progress.set(sum(q.is_file() for _, q in files))
     if returncode != 0:
-        tail = log.read_text(errors="replace").splitlines()[-5:]
         raise RuntimeError(f"HELMET's {script} judge ({cfg.helmet_judge.label}) failed for the {model} model (exit "
-                           f"{returncode}); log {log}: " + " | ".join(tail))
+                           f"{returncode}); log {log}: {log_tail(log)}")
 
 
 def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
