@@ -1,5 +1,5 @@
-"""Chat prompts for synthesis, from LMSYS-Chat-1M, WildChat, or any jsonl/parquet file or saved
-`datasets` directory with a messages or prompt column.
+"""Chat prompts for synthesis, from LMSYS-Chat-1M, LMSYS-Chat-1M-Synth (the paper's), WildChat, or
+any jsonl/parquet file or saved `datasets` directory with a messages or prompt column.
 
 A prompt is the first user turn (default) or the whole conversation up to its last user turn,
 with a stable id: the row's own conversation id when it has one, else a hash of the messages.
@@ -37,6 +37,8 @@ class PromptSet:
 # How each known dataset names its parts; "auto" picks by the columns present.
 FORMATS = {
     "lmsys": {"messages": "conversation", "id": "conversation_id"},
+    # tokyotech-llm/lmsys-chat-1m-synth (the paper's prompts): LMSYS's rows with its own flags, applied
+    "lmsys-synth": {"messages": "conversation", "id": "conversation_id"},
     "wildchat": {"messages": "conversation", "id": "conversation_hash"},
     "messages": {"messages": "messages", "id": "id"},
     "prompt": {"messages": "prompt", "id": "id"},
@@ -49,15 +51,28 @@ def _load_rows(path: Path):
 
     if path.is_dir():
         return datasets.load_from_disk(str(path))
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".jsonl.gz", ".json.gz"):  # LMSYS-Chat-1M-Synth ships as .jsonl.gz
         return datasets.load_dataset("json", data_files=str(path), split="train")
     if suffix == ".parquet":
         return datasets.load_dataset("parquet", data_files=str(path), split="train")
-    raise PromptError(f"prompts {path}: expected a .jsonl, .json or .parquet file or a saved datasets directory")
+    raise PromptError(f"prompts {path}: expected a .jsonl, .json (optionally .gz) or .parquet file or a saved datasets directory")
+
+
+def synth_flag(row: dict) -> str:
+    """Why the paper's synthesis script skips this LMSYS-Chat-1M-Synth row ("" if it does not,
+    redaction aside): its rule is `empty_user_instruction_ja` true, or `duplicate_user_instruction_ja`
+    not null (the first copy's id), or `redacted`."""
+    if row.get("empty_user_instruction_ja"):
+        return "empty_instruction_ja"
+    if row.get("duplicate_user_instruction_ja") is not None:
+        return "duplicate_instruction_ja"
+    return ""
 
 
 def detect_format(columns: list[str]) -> str:
+    if "duplicate_user_instruction_ja" in columns or "empty_user_instruction_ja" in columns:
+        return "lmsys-synth"
     if "conversation_hash" in columns:
         return "wildchat"
     if "conversation_id" in columns and "conversation" in columns:
@@ -122,17 +137,20 @@ def _tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
-def _describe(batch: dict, column: str, id_column: str, filters: PromptFilters, tokenizer_path: str | None) -> dict:
+def _describe(batch: dict, column: str, prompt_format: str, filters: PromptFilters, tokenizer_path: str | None) -> dict:
     """Per row, independent of every other row (so it runs batched, in processes): why it is
     dropped, else its prompt, id, de-duplication key and whether it is over the token limit."""
     names = list(batch)
     count = len(batch[names[0]]) if names else 0
     wanted = {language.lower() for language in filters.languages}
+    id_column = FORMATS[prompt_format]["id"]
     out: dict[str, list] = {name: [] for name in [*_DESCRIBED, "messages"]}
     for i in range(count):
         row = {name: batch[name][i] for name in names}
         messages, reason = None, ""
-        if wanted and str(row.get("language", "")).lower() not in wanted:
+        if prompt_format == "lmsys-synth" and synth_flag(row):
+            reason = synth_flag(row)
+        elif wanted and str(row.get("language", "")).lower() not in wanted:
             reason = "language"
         elif filters.drop_redacted and row.get("redacted"):
             reason = "redacted"
@@ -202,7 +220,7 @@ def prepare_prompts(path: str | Path, filters: PromptFilters = PromptFilters(), 
         processes = max(1, min(num_proc, len(chunk) // 1000))  # a process per 1000 rows at least
         described = chunk.map(_describe, batched=True, batch_size=1000, num_proc=processes if processes > 1 else None,
                               remove_columns=chunk.column_names, features=_features(), keep_in_memory=True,
-                              fn_kwargs={"column": column, "id_column": FORMATS[chosen]["id"], "filters": filters,
+                              fn_kwargs={"column": column, "prompt_format": chosen, "filters": filters,
                                          "tokenizer_path": tokenizer_path},
                               desc=None)
         keep = []

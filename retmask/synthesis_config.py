@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from retmask.judging import DEFAULT_JUDGE_TEMPLATE
+from retmask.prompts import FORMATS as PROMPT_FORMATS
 from retmask.typed_yaml import ConfigError, check_choice, check_positive
 
 
@@ -19,7 +20,7 @@ class SamplingConfig:
 @dataclass
 class SynthesisConfig:
     prompts: str = ""  # jsonl/parquet file or saved `datasets` directory
-    prompt_format: str = "auto"  # auto, lmsys, wildchat, messages, prompt
+    prompt_format: str = "auto"  # auto, lmsys, lmsys-synth (the paper's), wildchat, messages, prompt
     prompt_column: str = ""  # default: the format's own column
     turns: str = "first"  # first user turn, or "prefix": the conversation up to its last user turn
     languages: list[str] = field(default_factory=list)  # keep only these (LMSYS/WildChat `language`)
@@ -53,7 +54,7 @@ class SynthesisConfig:
                               f"got {self.tensor_parallel_size}")
         check_choice(key, "backend", self.backend, ("hf", "vllm"))
         check_choice(key, "turns", self.turns, ("first", "prefix"))
-        check_choice(key, "prompt_format", self.prompt_format, ("auto", "lmsys", "wildchat", "messages", "prompt"))
+        check_choice(key, "prompt_format", self.prompt_format, ("auto", *PROMPT_FORMATS))
 
 
 @dataclass

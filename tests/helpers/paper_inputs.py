@@ -26,13 +26,16 @@ def _jsonl(path: Path, rows: list[dict]) -> str:
 
 
 def write_prompt_sets(root: Path) -> dict[str, str]:
-    """A dozen prompts in each source's own columns (a redacted LMSYS row, a toxic WildChat row and a
-    duplicate among them, for the filters to drop)."""
+    """A dozen prompts in each source's own columns (LMSYS-Chat-1M-Synth's with a redacted row, an
+    empty and a duplicate Japanese instruction; a toxic WildChat row, for the filters to drop)."""
     lmsys = [{"conversation_id": f"lmsys-{i}", "model": "vicuna-13b", "turn": 1, "language": "English",
               "conversation": [{"role": "user", "content": f"Tell me about {topic}."},
                                {"role": "assistant", "content": "Sure."}],
+              "translated_conversation": [{"role": "user", "content": f"{topic}について教えて。"}],
+              "empty_user_instruction_ja": False, "duplicate_user_instruction_ja": None, "is_template_instruction": None,
               "openai_moderation": [{"flagged": False}], "redacted": i == 3} for i, topic in enumerate(TOPICS)]
-    lmsys.append({**lmsys[0], "conversation_id": "lmsys-copy"})
+    lmsys.append({**lmsys[0], "conversation_id": "lmsys-copy", "duplicate_user_instruction_ja": "lmsys-0"})
+    lmsys.append({**lmsys[1], "conversation_id": "lmsys-empty", "empty_user_instruction_ja": True})
     wildchat = [{"conversation_hash": f"{i:032x}", "model": "gpt-4-0314", "turn": 1, "language": "English",
                  "conversation": [{"role": "user", "content": f"Could you explain {topic}?", "language": "English"},
                                   {"role": "assistant", "content": "Of course."}],
@@ -40,7 +43,7 @@ def write_prompt_sets(root: Path) -> dict[str, str]:
     guru = [{"data_source": "guru/math", "ability": "math", "reward_model": {"style": "rule", "ground_truth": "42"},
              "prompt": [{"role": "user", "content": f"A puzzle about {topic}: reason it out and box the answer."}],
              "extra_info": {"index": i}} for i, topic in enumerate(TOPICS)]
-    return {"lmsys": _jsonl(root / "lmsys-chat-1m.jsonl", lmsys), "wildchat": _jsonl(root / "wildchat.jsonl", wildchat),
+    return {"lmsys": _jsonl(root / "lmsys-chat-1m-synth.jsonl", lmsys), "wildchat": _jsonl(root / "wildchat.jsonl", wildchat),
             "guru": _jsonl(root / "guru-rl-92k.jsonl", guru)}
 
 

@@ -138,3 +138,47 @@ def test_prepared_prompts_equal_the_filters_applied_row_by_row(tmp_path, toy_mod
     prepared, counts = prepare_prompts(path, limited, str(toy_model_dir), num_proc=2)
     assert [(p.prompt_id, p.messages) for p in prompts_of(prepared)] == expected
     assert dict(counts.dropped) == expected_dropped
+
+
+def synth_row(cid, text, empty=False, duplicate_of=None, redacted=False):
+    """A row in LMSYS-Chat-1M-Synth's own columns (its DATASET_DESCRIPTION_en.md)."""
+    return {"conversation_id": cid, "duplicate_user_instruction_ja": duplicate_of, "empty_user_instruction_ja": empty,
+            "translated_conversation": [{"role": "user", "content": "" if empty else f"ja {text}"}],
+            "is_template_instruction": None, "redacted": redacted, "language": "English",
+            "conversation": [{"role": "user", "content": text}, {"role": "assistant", "content": "reply"}]}
+
+
+def authors_prompts(rows):
+    """The paper's synthesis script (YoumiMa/RetMask, synthesize_assistant_response.py), as written:
+    a row is skipped when `record.get("empty_user_instruction_ja", False) or
+    record.get("duplicate_user_instruction_ja") is not None or record.get("redacted", False)`; the
+    English prompt is the first turn of `conversation`. Nothing else is de-duplicated."""
+    kept = []
+    for record in rows:
+        if (record.get("empty_user_instruction_ja", False) or record.get("duplicate_user_instruction_ja") is not None
+                or record.get("redacted", False)):
+            continue
+        first = record["conversation"][0]
+        kept.append((record["conversation_id"], [{"role": first["role"], "content": first["content"]}]))
+    return kept
+
+
+def test_lmsys_synth_is_filtered_as_the_papers_script_does(tmp_path):
+    rows = [synth_row("a", "hello"), synth_row("b", "", empty=True), synth_row("c", "hola", duplicate_of="a"),
+            synth_row("d", "secret", redacted=True), synth_row("e", "hello"),  # same English text, not flagged
+            synth_row("f", "both", empty=True, redacted=True), synth_row("g", "last")]
+    path = write_jsonl(tmp_path / "synth.jsonl", rows)
+    result = load_prompts(path, dedup=False)  # the format is recognised by its flag columns
+    assert [(p.prompt_id, p.messages) for p in result.prompts] == authors_prompts(rows)
+    assert dict(result.dropped) == {"empty_instruction_ja": 2, "duplicate_instruction_ja": 1, "redacted": 1}
+    # its flags apply whatever the other filters say; our de-duplication is on top, if asked
+    assert [p.prompt_id for p in load_prompts(path, prompt_format="lmsys-synth", drop_redacted=False).prompts] == [
+        "a", "d", "g"]
+
+
+def test_gzipped_jsonl_as_lmsys_chat_1m_synth_ships(tmp_path):
+    import gzip
+    path = tmp_path / "lmsys-chat-1m-synth-ja+en-llama-3.1.jsonl.gz"
+    with gzip.open(path, "wt") as out:
+        out.write(json.dumps(synth_row("a", "hello")) + "\n" + json.dumps(synth_row("b", "hi", duplicate_of="a")) + "\n")
+    assert [p.prompt_id for p in load_prompts(path).prompts] == ["a"]
