@@ -167,8 +167,9 @@ def _training_section(run: RunDir, out: Path) -> list[str]:
     return [
         f"## Training ({trainer})",
         "",
-        f"Before training: {truncation['truncated']} of {truncation['examples']} examples exceed max_length "
-        f"{truncation['max_length']} (longest {truncation['longest']} tokens).",
+        f"Sequences: {truncation.get('regime', 'full')}. Before training: {truncation['truncated']} of "
+        f"{truncation['examples']} examples exceed max_length {truncation['max_length']} (longest "
+        f"{truncation['longest']} tokens)" + (", cut by the trainer." if truncation.get("regime") == "trl-0.24" else "."),
         "",
         "![training curves](dpo_training.png)",
         "",

@@ -91,6 +91,13 @@ def _check_inputs(cfg, out=None) -> None:
 
         check_report_to(cfg.train.report_to)
 
+    if cfg.train.precompute_ref_log_probs:
+        import trl
+
+        from retmask.training import check_trl_support
+
+        check_trl_support(cfg.train, trl.__version__)
+
     count = detect.check_inputs(cfg)
     if count is not None:
         print(f"{count} NIAH instances for detection", file=out)

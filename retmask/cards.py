@@ -233,7 +233,8 @@ def model_card(cfg: ExperimentConfig, heads: dict | None, pairs: dict, training:
     method = {"strategy": cfg.strategy, "trainer": f"{trainer.upper()} (TRL)",
               "rejected responses": rejected_source(cfg)}
     if trainer == "dpo":
-        method |= {"reference model": f"the base model, `{cfg.model.path}`", "beta": cfg.train.beta}
+        method |= {"reference model": f"the base model, `{cfg.model.path}`", "beta": cfg.train.beta,
+                   "sequences": cfg.train.regime_description()}
     method["masked heads"] = heads["count"] if heads else 0
     if heads:
         method["τ"] = heads["retrieval_rule"]["parameters"]["tau"]

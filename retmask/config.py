@@ -20,6 +20,7 @@ from retmask.toy.recipe import SHIPPED_TOY_MODELS, ToyModelConfig, toy_model_dir
 from retmask.typed_yaml import (
     ConfigError,
     apply_override,
+    check_choice,
     check_positive,
     from_dict,
     read_config_file,
@@ -86,6 +87,9 @@ class SelectionConfig:
 NO_TRACKER, ALL_TRACKERS = "none", "all"  # transformers' report_to words for no tracker / every installed one
 
 
+TRAINING_REGIMES = ("full", "trl-0.24")
+
+
 @dataclass
 class TrainConfig:
     beta: float = 0.1
@@ -100,10 +104,23 @@ class TrainConfig:
     epochs: float = 2.0
     max_steps: int = -1
     max_length: int = 4096
+    # What the trainer sees of a long pair. "full" (this toolkit's): whole sequences up to max_length,
+    # refusing to train when more than max_truncated_share of the pairs exceed it. "trl-0.24" (what
+    # produced the paper's numbers: its DPO script set no length, so TRL 0.24's defaults applied, with
+    # max_length 1024): each prompt cut to its last max_prompt_length tokens, then prompt + response
+    # to its last max_length tokens, nothing refused. SFT keeps TRL's truncation (keep the start).
+    regime: str = "full"
+    max_prompt_length: int = 512  # regime trl-0.24
     bf16: bool = True
     gradient_checkpointing: bool = True
     logging_steps: int = 1
     save_steps: int = 50  # checkpoint interval; a restarted job resumes from the latest checkpoint
+    # Checkpoints kept (the newest; the trained model is saved apart): an 8B model's optimizer state
+    # is ~100 GB a checkpoint. 0 keeps them all.
+    save_total_limit: int = 2
+    # The SFT baseline's peak rate (cosine to the same share of it as DPO's floor). The paper gives
+    # none; DPO's 5e-7 barely moves a model by SFT, so this is Tulu 3's SFT rate for its 8B model.
+    sft_learning_rate: float = 5e-6
     precompute_ref_log_probs: bool = False
     max_truncated_share: float = 0.05  # refuse to train when more pairs than this exceed max_length
     deepspeed: str = ""  # a DeepSpeed config (configs/deepspeed/zero{1,2,3}.json) for multi-GPU runs
@@ -113,9 +130,26 @@ class TrainConfig:
     # starts (retmask.tracking.check_report_to): importing it here would slow every config load.
     report_to: list[str] = field(default_factory=lambda: [NO_TRACKER])
 
+    def regime_description(self) -> str:
+        """How the trainer cuts long sequences, for the reports and cards."""
+        if self.regime == "trl-0.24":
+            return (f"trl-0.24, the paper's: prompts cut to their last {self.max_prompt_length} tokens, prompt + "
+                    f"response to the last {self.max_length} (TRL 0.24's defaults, which the paper's DPO ran with)")
+        return f"full: whole sequences up to {self.max_length} tokens, training refused when too many exceed it"
+
     def validate(self, key: str) -> None:
         check_positive(key, "global_batch_size", self.global_batch_size)
         check_positive(key, "per_device_batch_size", self.per_device_batch_size)
+        check_choice(key, "regime", self.regime, TRAINING_REGIMES)
+        check_positive(key, "max_prompt_length", self.max_prompt_length)
+        if self.regime == "trl-0.24" and self.max_prompt_length >= self.max_length:
+            raise ConfigError(f"{key}.max_prompt_length ({self.max_prompt_length}) must be below max_length "
+                              f"({self.max_length}): TRL 0.24's were 512 and 1024")
+        if self.save_total_limit < 0:
+            raise ConfigError(f"{key}.save_total_limit must be >= 0 (0 keeps every checkpoint), got "
+                              f"{self.save_total_limit}")
+        if self.sft_learning_rate <= 0:
+            raise ConfigError(f"{key}.sft_learning_rate must be > 0, got {self.sft_learning_rate}")
         if not 0 <= self.max_truncated_share <= 1:
             raise ConfigError(f"{key}.max_truncated_share must be within 0..1, got {self.max_truncated_share}")
         for special in (NO_TRACKER, ALL_TRACKERS):

@@ -1,6 +1,7 @@
 """SFT on the chosen responses alone (the paper's SFT baseline), with TRL's SFTTrainer."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from retmask.config import TrainConfig
@@ -22,8 +23,11 @@ def build_sft_trainer(model, tokenizer, train_dataset, train: TrainConfig, outpu
     import torch
     from trl import SFTConfig, SFTTrainer
 
+    # SFT's own peak rate, cosine down to the same share of it as DPO's floor
+    sft = replace(train, learning_rate=train.sft_learning_rate,
+                  min_learning_rate=train.sft_learning_rate * train.min_learning_rate / train.learning_rate)
     # prompt/completion rows: the loss covers the completion only (the chosen response)
     args = SFTConfig(completion_only_loss=True,
-                     **common_arguments(train, output_dir, world_size, use_cpu=not torch.cuda.is_available()))
+                     **common_arguments(sft, output_dir, world_size, use_cpu=not torch.cuda.is_available()))
     return build_trainer(SFTTrainer, args, log_path, model=model, train_dataset=train_dataset,
                          processing_class=tokenizer)

@@ -44,6 +44,29 @@ def check_truncation(report: dict, max_share: float) -> None:
                             f"train.max_truncated_share (now {max_share})")
 
 
+# TRL features and the version that first runs them as configured (TRL PR 6403: reference
+# log-probs precomputed under ZeRO-2/3 crashed before 1.9).
+PRECOMPUTE_UNDER_ZERO_SINCE = "1.9"
+
+
+def deepspeed_stage(config_path: str) -> int:
+    """The ZeRO stage of a DeepSpeed config file (0 without one)."""
+    if not config_path:
+        return 0
+    return int(json.loads(Path(config_path).read_text()).get("zero_optimization", {}).get("stage", 0))
+
+
+def check_trl_support(train, trl_version: str) -> None:
+    """Refuse, before any job, a train section the installed TRL cannot run."""
+    from packaging.version import Version
+
+    stage = deepspeed_stage(train.deepspeed)
+    if train.precompute_ref_log_probs and stage >= 2 and Version(trl_version) < Version(PRECOMPUTE_UNDER_ZERO_SINCE):
+        raise TrainingError(f"train.precompute_ref_log_probs under ZeRO-{stage} ({train.deepspeed}) needs TRL >= "
+                            f"{PRECOMPUTE_UNDER_ZERO_SINCE} (it crashes before, TRL PR 6403); TRL {trl_version} is "
+                            f"installed: upgrade TRL, or set train.precompute_ref_log_probs: false")
+
+
 class JsonlLogCallback(TrainerCallback):
     """Appends every training log entry as one json line, as it happens (a resumed run goes on
     appending, so the log shows the steps continue)."""
@@ -90,6 +113,7 @@ def common_arguments(train, output_dir: Path, world_size: int, use_cpu: bool) ->
         logging_steps=train.logging_steps,
         save_strategy="steps",
         save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit or None,
         **training_arguments(train.report_to, output_dir),  # report_to and run_name
         seed=train.seed,
         data_seed=train.seed,

@@ -90,9 +90,17 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     else:
         from retmask.dpo import build_dpo_trainer as build
         from retmask.dpo import pair_lengths as lengths
-    report = truncation_report(lengths(dataset, tokenizer), cfg.train.max_length)
+    paper_regime = cfg.train.regime == "trl-0.24"
+    if paper_regime and not sft:  # the lengths its trainer truncates: the prompt already cut
+        from retmask.dpo import trl_0_24_lengths
+
+        counted = trl_0_24_lengths(dataset, tokenizer, cfg.train.max_prompt_length)
+    else:
+        counted = lengths(dataset, tokenizer)
+    report = {**truncation_report(counted, cfg.train.max_length), "regime": cfg.train.regime}
     write_json(run.stage_dir("train") / "truncation.json", report)
-    check_truncation(report, cfg.train.max_truncated_share)
+    if not paper_regime:  # the paper's regime truncated whatever it truncated: reported, not refused
+        check_truncation(report, cfg.train.max_truncated_share)
 
     checkpoint = latest_checkpoint(trainer_dir(run))
     resumed_at = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else None
