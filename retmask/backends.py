@@ -17,12 +17,28 @@ from retmask.masking import LINKED_SINGLE_FILE, MASK_RECORD, MASKED_WEIGHTS_FILE
 THINK = re.compile(r"^\s*(?:<think>)?(.*?)</think>\s*", re.DOTALL)
 
 
-def split_reasoning(text: str) -> tuple[str, str | None]:
-    """"<think>…</think>answer" (Qwen3) or "…</think>answer" (Olmo-3-Think) -> (answer, reasoning)."""
+def split_reasoning(text: str, opened: bool = False) -> tuple[str, str | None, bool]:
+    """"<think>…</think>answer" (Qwen3) or "…</think>answer" (Olmo-3-Think) -> (answer, reasoning,
+    whether the reasoning finished). A response that began reasoning ("<think>", or after a
+    generation prompt that `opened` the block) and never closed it was cut off inside it: all of it
+    is reasoning and there is no answer (kept as raw text, a chat template would render it as a
+    second think block)."""
     match = THINK.match(text)
-    if not match:
-        return text, None
-    return text[match.end():], match.group(1).strip()
+    if match:
+        return text[match.end():], match.group(1).strip(), True
+    stripped = text.lstrip()
+    if stripped.startswith("<think>") or opened:
+        return "", stripped.removeprefix("<think>").strip(), False
+    return text, None, True
+
+
+def template_opens_reasoning(tokenizer, chat_template_kwargs: dict | None) -> bool:
+    """Whether the generation prompt ends inside an open think block (Olmo-3-Think's always does)."""
+    if not tokenizer.chat_template:
+        return False
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "?"}], tokenize=False,
+                                           add_generation_prompt=True, **(chat_template_kwargs or {}))
+    return prompt.rstrip().endswith("<think>")
 
 
 def _chat_template_kwargs(enable_thinking: bool | None) -> dict | None:
@@ -40,6 +56,7 @@ class HFBackend:
         self.model, self.tokenizer = load_model(model_path, dtype)
         self.batch_size = batch_size
         self.chat_template_kwargs = _chat_template_kwargs(enable_thinking)
+        self.opens_reasoning = template_opens_reasoning(self.tokenizer, self.chat_template_kwargs)
 
     def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
         from retmask.generation import generate
@@ -95,6 +112,7 @@ class VLLMBackend:
         self.llm = LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                        max_model_len=max_model_len)
         self.chat_template_kwargs = _chat_template_kwargs(enable_thinking)
+        self.opens_reasoning = template_opens_reasoning(self.llm.get_tokenizer(), self.chat_template_kwargs)
 
     def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
         from vllm import SamplingParams

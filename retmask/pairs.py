@@ -21,6 +21,7 @@ class PairBuild:
     dropped: Counter = field(default_factory=Counter)
     kept_empty_rejected: int = 0
     kept_truncated: Counter = field(default_factory=Counter)  # side -> kept pairs cut off on that side
+    kept_unfinished_reasoning: Counter = field(default_factory=Counter)  # side -> cut off inside the reasoning
 
     def statistics(self) -> dict:
         """Table-11-style statistics: pair count and mean input / output tokens."""
@@ -38,6 +39,8 @@ class PairBuild:
             "kept_empty_rejected": self.kept_empty_rejected,
             "kept_truncated_chosen": self.kept_truncated["chosen"],
             "kept_truncated_rejected": self.kept_truncated["rejected"],
+            "kept_unfinished_reasoning_chosen": self.kept_unfinished_reasoning["chosen"],
+            "kept_unfinished_reasoning_rejected": self.kept_unfinished_reasoning["rejected"],
             "dropped": dict(sorted(self.dropped.items())),
         }
 
@@ -51,7 +54,13 @@ def assistant_message(row: dict, rules: PairsConfig, reasoning_field: bool) -> d
         return {"role": "assistant", "content": row["response"]}
     if reasoning_field:
         return {"role": "assistant", "content": row["response"], "reasoning_content": reasoning}
+    if not row.get("reasoning_finished", True):  # cut off inside it: the block stays open, as written
+        return {"role": "assistant", "content": f"<think>\n{reasoning}"}
     return {"role": "assistant", "content": f"<think>\n{reasoning}\n</think>\n\n{row['response']}"}
+
+
+def _unfinished(row: dict) -> bool:
+    return row.get("reasoning_finished") is False
 
 
 def _truncated(row: dict) -> bool:
@@ -73,6 +82,10 @@ def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], rules: Pairs
             build.dropped["missing_chosen"] += 1
             continue
         good, bad = chosen[prompt_id], rejected[prompt_id]
+        unfinished = [side for side, row in (("chosen", good), ("rejected", bad)) if _unfinished(row)]
+        if unfinished and rules.unfinished_reasoning == "drop":
+            build.dropped[f"unfinished_reasoning_{unfinished[0]}"] += 1
+            continue
         empty_rejected = not bad["response"].strip()
         if not good["response"].strip() and rules.drop_empty_chosen:
             build.dropped["empty_chosen"] += 1
@@ -93,6 +106,7 @@ def build_pairs(chosen_rows: list[dict], rejected_rows: list[dict], rules: Pairs
             continue
         build.kept_empty_rejected += empty_rejected
         build.kept_truncated.update(side for side, row in (("chosen", good), ("rejected", bad)) if _truncated(row))
+        build.kept_unfinished_reasoning.update(unfinished)
         build.pairs.append({
             "prompt_id": prompt_id,
             "prompt": good["messages"],

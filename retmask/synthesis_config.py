@@ -73,6 +73,12 @@ class PairsConfig:
     # Reasoning models: the responses keep their <think> block as the model wrote it (the
     # paper's pairs); false trains on the answers alone (the paper's section 4.4 ablation).
     keep_reasoning: bool = True
+    # A response cut off inside its reasoning (no answer yet): "keep" it as reasoning with an empty
+    # answer (the truncation and empty-response rules above still apply), or "drop" the pair.
+    unfinished_reasoning: str = "keep"
+
+    def validate(self, key: str) -> None:
+        check_choice(key, "unfinished_reasoning", self.unfinished_reasoning, ("keep", "drop"))
 
 
 @dataclass

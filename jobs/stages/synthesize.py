@@ -81,12 +81,13 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
         outputs = backend.generate([p.messages for p in batch], s.sampling, seeds)
         new_rows = []
         for prompt, out in zip(batch, outputs):
-            response, reasoning = split_reasoning(out.text)
+            response, reasoning, finished = split_reasoning(out.text, backend.opens_reasoning)
             new_rows.append({
                 "prompt_id": prompt.prompt_id,
                 "messages": prompt.messages,
                 "response": response,
                 "reasoning": reasoning,
+                "reasoning_finished": finished,
                 "finish_reason": out.finish_reason,
                 "prompt_tokens": out.prompt_tokens,
                 "completion_tokens": out.completion_tokens,

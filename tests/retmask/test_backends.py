@@ -29,9 +29,9 @@ def test_a_loader_in_directory_order_is_refused():
 
 
 def test_reasoning_is_kept_apart_from_the_answer():
-    assert split_reasoning("<think>\nadd 2 and 2\n</think>\n\n4") == ("4", "add 2 and 2")
-    assert split_reasoning("just 4") == ("just 4", None)
-    assert split_reasoning("add 2 and 2\n</think>\n\n4") == ("4", "add 2 and 2")  # Olmo-3-Think: no opening tag
+    assert split_reasoning("<think>\nadd 2 and 2\n</think>\n\n4") == ("4", "add 2 and 2", True)
+    assert split_reasoning("just 4") == ("just 4", None, True)
+    assert split_reasoning("add 2 and 2\n</think>\n\n4") == ("4", "add 2 and 2", True)  # Olmo-3-Think: no opening tag
 
 
 def test_hf_generation_renders_prompts_with_the_chat_template_options():

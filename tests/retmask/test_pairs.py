@@ -84,3 +84,39 @@ def test_cut_off_responses_are_counted_per_side_and_dropped_as_configured():
     rules = PairsConfig(drop_truncated_chosen=False, drop_truncated_rejected=True)
     stats = build_pairs(chosen, rejected, rules).statistics()
     assert stats["dropped"] == {"truncated_rejected": 1} and stats["kept_truncated_chosen"] == 1
+
+
+def test_a_qwen3_response_cut_off_mid_think_stays_reasoning_never_a_second_think_block():
+    from retmask.backends import split_reasoning
+    from tests.helpers.qwen_bpe import qwen3_tokenizer
+
+    tokenizer = qwen3_tokenizer()
+    raw = "<think>\nThe book names Lisbon early on, but let me check the"  # the new-token cap hit here
+    response, reasoning, finished = split_reasoning(raw)
+    assert (response, reasoning, finished) == ("", "The book names Lisbon early on, but let me check the", False)
+    cut = {**reasoning_row("a", reasoning, response, "length"), "reasoning_finished": finished}
+    build = build_pairs([reasoning_row("a", "Lisbon is named.", "Lisbon")], [cut], PairsConfig(), True)
+    pair = build.pairs[0]
+    rendered = tokenizer.apply_chat_template(pair["prompt"] + pair["rejected"], tokenize=False)
+    answer = rendered.split("<|im_start|>assistant\n")[-1]
+    assert answer.count("<think>") == 1 and "let me check the\n</think>" in answer
+    # the defect this replaces: the raw text as the answer renders a second think block
+    raw_rendered = tokenizer.apply_chat_template(pair["prompt"] + [{"role": "assistant", "content": raw}],
+                                                 tokenize=False)
+    assert raw_rendered.split("<|im_start|>assistant\n")[-1].count("<think>") == 2
+    assert build.statistics()["kept_unfinished_reasoning_rejected"] == 1
+
+    dropped = build_pairs([reasoning_row("a", "Lisbon is named.", "Lisbon")], [cut],
+                          PairsConfig(unfinished_reasoning="drop"), True)
+    assert not dropped.pairs and dropped.statistics()["dropped"] == {"unfinished_reasoning_rejected": 1}
+
+
+def test_a_response_cut_off_in_a_block_the_template_opened_is_reasoning_left_open():
+    from retmask.backends import split_reasoning
+
+    assert split_reasoning("So the answer must be", opened=True) == ("", "So the answer must be", False)
+    assert split_reasoning("So it is.</think>Lisbon", opened=True) == ("Lisbon", "So it is.", True)
+    assert split_reasoning("Plain answer.") == ("Plain answer.", None, True)
+    row_ = {**reasoning_row("a", "So the answer must be", "", "length"), "reasoning_finished": False}
+    from retmask.pairs import assistant_message
+    assert assistant_message(row_, PairsConfig(), False) == {"role": "assistant", "content": "<think>\nSo the answer must be"}
