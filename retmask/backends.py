@@ -61,11 +61,13 @@ class HFBackend:
     def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
         from retmask.generation import generate
 
-        # Temperature 0 is greedy decoding, as in vLLM.
+        # Temperature 0 is greedy decoding, as in vLLM. Unset fields are the engine's neutral values,
+        # not the HF generation config's (its top_k defaults to 50): `sampling` is already resolved.
         return generate(self.model, self.tokenizer, prompts, self.chat_template_kwargs,
                         max_new_tokens=sampling.max_new_tokens, batch_size=self.batch_size,
                         do_sample=sampling.temperature > 0, temperature=sampling.temperature, top_p=sampling.top_p,
-                        seed=seeds[0])
+                        top_k=sampling.top_k or 0, min_p=sampling.min_p,
+                        repetition_penalty=sampling.repetition_penalty or 1.0, seed=seeds[0])
 
 
 def check_reads_masked_file_last(iterator) -> None:
@@ -118,7 +120,8 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         params = [SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
-                                 max_tokens=sampling.max_new_tokens, seed=seed) for seed in seeds]
+                                 max_tokens=sampling.max_new_tokens, seed=seed, **sampling.engine_fields())
+                  for seed in seeds]
         outputs = self.llm.chat(prompts, params, use_tqdm=False, chat_template_kwargs=self.chat_template_kwargs)
         results = []
         for output in outputs:

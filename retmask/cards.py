@@ -138,10 +138,11 @@ def _dropped(counts: dict) -> str:
 
 
 def dataset_card(cfg: ExperimentConfig, pairs: dict, prompts: dict | None, heads: dict | None,
-                 columns: list[str]) -> DatasetCard:
+                 columns: list[str], model_sampling: dict | None = None) -> DatasetCard:
     """The card of the pairs dataset. `pairs`: the pairs stage's statistics; `prompts`: the
     prepare_prompts stage's statistics (None: not recorded); `heads`: select_heads' heads.json when
-    the strategy masks heads; `columns`: the dataset's columns."""
+    the strategy masks heads; `columns`: the dataset's columns; `model_sampling`: the sampling fields
+    the synthesis model's generation_config.json sets (synthesis_config.model_sampling_defaults)."""
     strategy = get_strategy(cfg.strategy)
     sft = strategy.trainer == "sft"
     s = cfg.synthesis
@@ -200,10 +201,14 @@ def dataset_card(cfg: ExperimentConfig, pairs: dict, prompts: dict | None, heads
         "",
         "## Sampling",
         "",
-        "The same settings for both sides; each prompt is seeded by its position and its side.",
+        "The same settings for both sides; each prompt is seeded by its position and its side. As sent to "
+        "the engine: fields left unset take the synthesis model's generation_config.json values, as the paper's "
+        "vLLM server did" + (f" (here {', '.join(f'{k} {v}' for k, v in model_sampling.items())})"
+                             if model_sampling else " (it sets none)") + "; a field shown as - takes the engine's neutral value.",
         "",
         key_values({"synthesis.backend": s.backend, "synthesis.enable_thinking": s.enable_thinking,
-                    **{f"synthesis.sampling.{k}": v for k, v in dataclasses.asdict(s.sampling).items()}}),
+                    **{f"synthesis.sampling.{k}": v
+                       for k, v in dataclasses.asdict(s.sampling.resolved(model_sampling or {})).items()}}),
         "",
         "## Statistics (Table 11)",
         "",

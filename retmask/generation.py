@@ -75,13 +75,19 @@ def generate_ids(
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    top_k: int = 0,
+    min_p: float | None = None,
+    repetition_penalty: float = 1.0,
     seed: int | None = None,
 ) -> list[Generation]:
     """Continue each row of token ids, `batch_size` rows at a time (left-padded)."""
     if seed is not None:
         torch.manual_seed(seed)
     eos_ids = stop_ids(model, tokenizer)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+    # Every field explicit: the model's generation config would otherwise supply its own (top_k 50).
+    sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p}
+                if do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
+    sampling["repetition_penalty"] = repetition_penalty
     results: list[Generation] = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]

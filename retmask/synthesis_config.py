@@ -2,11 +2,18 @@
 (`pairs`), and how win-lose-pair's judge ranks two samples (`judge`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from retmask.judging import DEFAULT_JUDGE_TEMPLATE
 from retmask.prompts import FORMATS as PROMPT_FORMATS
 from retmask.typed_yaml import ConfigError, check_choice, check_positive
+
+
+# Sampling fields a vLLM server takes from the model's generation_config.json when a request leaves
+# them out (its --generation-config auto): the paper's requests set temperature, top_p, max_tokens.
+MODEL_DEFAULT_FIELDS = ("top_k", "min_p", "repetition_penalty")
 
 
 @dataclass
@@ -15,6 +22,28 @@ class SamplingConfig:
     top_p: float = 1.0
     max_new_tokens: int = 2048
     seed: int = 0
+    # Unset (null): the model's generation_config.json value, as the paper's vLLM server filled them
+    # (Qwen3-8B: top_k 20); without one, the engine's neutral value (no top-k, no min-p, penalty 1).
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+
+    def resolved(self, model_defaults: dict) -> SamplingConfig:
+        """These settings with the unset fields filled from `model_defaults` (model_sampling_defaults)."""
+        filled = {key: model_defaults[key] for key in MODEL_DEFAULT_FIELDS
+                  if getattr(self, key) is None and model_defaults.get(key) is not None}
+        return replace(self, **filled)
+
+    def engine_fields(self) -> dict:
+        """The fields set (the engines' own neutral values stand for the rest)."""
+        return {key: getattr(self, key) for key in MODEL_DEFAULT_FIELDS if getattr(self, key) is not None}
+
+
+def model_sampling_defaults(model_path: str) -> dict:
+    """The sampling fields a model's generation_config.json sets, of those a request may leave out."""
+    path = Path(model_path) / "generation_config.json"
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    return {key: found[key] for key in MODEL_DEFAULT_FIELDS if found.get(key) is not None}
 
 
 @dataclass

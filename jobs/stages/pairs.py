@@ -38,6 +38,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.cards import dataset_card, write_card
     from retmask.pairs import build_pairs, build_sft, order_by_verdicts
     from retmask.strategies import get_strategy
+    from retmask.synthesis_config import model_sampling_defaults
 
     # Reasoning goes into `reasoning_content` only where the model's chat template reads it back.
     reasoning_field = "reasoning_content" in (AutoTokenizer.from_pretrained(cfg.model.path).chat_template or "")
@@ -64,7 +65,8 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     write_jsonl(out / "pairs.jsonl", build.pairs)
     dataset = datasets.Dataset.from_list([{k: p[k] for k in columns} for p in build.pairs])
     statistics = build.statistics()
-    card = dataset_card(cfg, statistics, prompt_statistics(run), masked_heads(cfg, run), columns)
+    card = dataset_card(cfg, statistics, prompt_statistics(run), masked_heads(cfg, run), columns,
+                        model_sampling_defaults(cfg.synthesis_source().path))
     with atomic_directory(out / "dataset") as tmp:  # the dataset and its card appear together
         dataset.save_to_disk(str(tmp))
         write_card(tmp, card)

@@ -19,6 +19,7 @@ from retmask.config import ExperimentConfig
 from retmask.io import fingerprint, write_jsonl
 from retmask.rows import RowFile
 from retmask.rundir import RunDir
+from retmask.synthesis_config import model_sampling_defaults
 
 
 def prompt_seeds(base_seed: int, stage: str, first_index: int, count: int) -> list[int]:
@@ -68,7 +69,8 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
         rows = [row for row in rows if row["prompt_id"] in kept_ids]
         write_jsonl(rows_file.path, rows)
     # Rows carry what made them: a restarted shard continues only rows of its own model and sampling.
-    row_print = fingerprint({"model": model_path, "sampling": dataclasses.asdict(s.sampling)})
+    sampling = s.sampling.resolved(model_sampling_defaults(model_path))
+    row_print = fingerprint({"model": model_path, "sampling": dataclasses.asdict(sampling)})
     check_row_fingerprints(rows, row_print, rows_file.path)
     progress = run.progress_reporter(stage, shard, "rows", len(mine), done=len(rows))
     if done == len(batches):
@@ -78,7 +80,7 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
     for number in range(done, len(batches)):
         batch = batches[number]
         seeds = prompt_seeds(s.sampling.seed, stage, first_index + number * s.batch_size, len(batch))
-        outputs = backend.generate([p.messages for p in batch], s.sampling, seeds)
+        outputs = backend.generate([p.messages for p in batch], sampling, seeds)
         new_rows = []
         for prompt, out in zip(batch, outputs):
             response, reasoning, finished = split_reasoning(out.text, backend.opens_reasoning)

@@ -159,3 +159,12 @@ def test_a_checkpoint_in_the_hubs_cache_is_named_by_its_hub_id():
 def test_a_card_for_a_missing_directory_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="no such directory"):
         write_card(tmp_path / "missing", DatasetCard("---\ntags: [retmask]\n---\n"))
+
+
+def test_the_pair_card_shows_sampling_as_the_engine_got_it(toy_run):
+    run, cfg, _ = toy_run
+    card = dataset_card(cfg, read_json(pairs_dir(run) / "statistics.json"), None, None,
+                        ["prompt_id", "prompt", "chosen", "rejected"], {"top_k": 20})
+    rows = settings(card.text)
+    assert rows["synthesis.sampling.top_k"] == "20" and rows["synthesis.sampling.min_p"] == "-"
+    assert "(here top_k 20)" in card.text
