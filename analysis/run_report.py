@@ -70,10 +70,14 @@ def _retrieval_section(run: RunDir, tau: float, out: Path) -> list[str]:
     figures.score_distribution(ranked, set(selection["heads"]), tau, out / "retrieval_scores.png")
     top = [[name, score, "yes" if name in selection["heads"] else ""] for name, score in ranked[:10]]
     conc = summary["concentration"]
+    detected = summary.get("source", "detection") == "detection"
     return [
         "## Retrieval heads",
-        (f"Detected on `{selection['model']}`. " if "model" in selection else "")
-        + f"Detection kept {summary['kept']} of {summary['instances']} NIAH instances. Retrieval heads "
+        (f"{'Detected on' if detected else 'Heads of'} `{selection['model']}`. " if "model" in selection else "")
+        + (f"Detection kept {summary['kept']} of {summary['instances']} NIAH instances. " if detected else
+           f"Scores read from the published file `{summary['source']}` ({summary['kept']} tests per head), not "
+           "detected here. ")
+        + "Retrieval heads "
         f"(`{selection['retrieval_rule']['rule']}`, tau {tau:g}): {', '.join(selection['retrieval_heads'])}. "
         f"Strategy `{selection['strategy']}` masks {selection['count']} heads: "
         f"{', '.join(selection['heads']) or 'none'}.",

@@ -42,9 +42,14 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
     stages = []
     if toy:
         stages.append(Stage("toy_model", "jobs.stages.toy_model:run", sections=("toy_model",)))
+    if cfg.detection.scores_file:  # published scores in place of detection (the section names the file)
+        stages.append(Stage("merge_scores", "jobs.stages.merge_scores:run", toy, (synthesizer, "detection", "selection")))
+    else:
+        stages += [
+            Stage("detect", "jobs.stages.detect:run", toy, (synthesizer, "detection"), lambda c: c.detection.shards),
+            Stage("merge_scores", "jobs.stages.merge_scores:run", ("detect",), ("selection",)),  # its summary counts heads >= tau
+        ]
     stages += [
-        Stage("detect", "jobs.stages.detect:run", toy, (synthesizer, "detection"), lambda c: c.detection.shards),
-        Stage("merge_scores", "jobs.stages.merge_scores:run", ("detect",), ("selection",)),  # its summary counts heads >= tau
         # control_seed decides only a control strategy's draw: other strategies share their mask.
         Stage("select_heads", "jobs.stages.select_heads:run", ("merge_scores",),
               ("selection", "strategy") + (("control_seed",) if strategy.mask_rule in CONTROL_RULES else ())),

@@ -51,6 +51,11 @@ class DetectionConfig:
     shards: int = 2
     # Prompts longer than the model's max_position_embeddings are refused unless this is true.
     beyond_max_positions: bool = False
+    # Published retrieval scores (Wu et al.'s head_score file, {"L-H": [score per kept test]}, e.g. the
+    # paper authors' own) in place of running detection on the synthesis model; checked against its
+    # layers and heads. Retrieval scores before and after training are still measured on the NIAH
+    # instances above (evaluation needs both on one protocol).
+    scores_file: str = ""
 
     def validate(self, key: str) -> None:
         if len(self.lengths) != 3 or self.lengths[0] > self.lengths[1] or self.lengths[2] < 1:
@@ -315,6 +320,8 @@ def resolve(config: ExperimentConfig, base: Path, detection_only: bool = False) 
 
     config.detection.haystack = resolved("detection.haystack", config.detection.haystack)
     config.detection.needles = resolved("detection.needles", config.detection.needles)
+    if config.detection.scores_file:
+        config.detection.scores_file = resolved("detection.scores_file", config.detection.scores_file)
     if config.synthesis.prompts or not detection_only:
         config.synthesis.prompts = resolved("synthesis.prompts", config.synthesis.prompts)
     if config.train.deepspeed:

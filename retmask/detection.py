@@ -56,9 +56,6 @@ def merge_records(records: Iterable[dict], layers: int, heads: int,
 def write_scores(records: list[dict], layers: int, heads: int, tau: float, out: Path) -> dict[str, float]:
     """Write Wu et al.'s score file and a ranked summary with concentration metrics into `out`;
     return each head's RetrievalScore."""
-    from retmask.heads import concentration, mean_scores, ranked
-    from retmask.io import write_json
-
     kept = sum(r["kept"] for r in records)
     if not kept:
         raise DetectionError(
@@ -66,11 +63,21 @@ def write_scores(records: list[dict], layers: int, heads: int, tau: float, out: 
             f"recall of the answer at or below detection.rouge_threshold, so no head can be scored. Check the "
             f"responses in the detection records, the prompt template and the context lengths (a model "
             f"answers only within its context window), or lower detection.rouge_threshold")
-    per_instance = merge_records(records, layers, heads)
+    return write_score_summary(merge_records(records, layers, heads), len(records), kept, tau, out)
+
+
+def write_score_summary(per_instance: dict[str, list[float]], instances: int, kept: int, tau: float, out: Path,
+                        source: str = "detection") -> dict[str, float]:
+    """Wu et al.'s score file, and the ranked summary with concentration metrics, into `out`;
+    `source`: "detection", or the published score file the scores were read from."""
+    from retmask.heads import concentration, mean_scores, ranked
+    from retmask.io import write_json
+
     scores = mean_scores(per_instance)
     write_json(out / "retrieval_scores.json", per_instance)
     write_json(out / "summary.json", {
-        "instances": len(records),
+        "source": source,
+        "instances": instances,
         "kept": kept,
         "ranked": [[name, round(score, 6)] for name, score in ranked(scores)],
         "concentration": concentration(scores, tau),

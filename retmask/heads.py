@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 from dataclasses import dataclass
 
 from retmask.errors import UserError
@@ -36,6 +37,34 @@ def check_heads(heads: list[Head], layers: int, heads_per_layer: int) -> None:
     if bad:
         raise HeadError(f"heads {', '.join(head_name(h) for h in bad)} are outside the model: layers 0..{layers - 1}, "
                         f"heads 0..{heads_per_layer - 1}")
+
+
+def read_score_file(path: str, layers: int, heads_per_layer: int) -> dict[str, list[float]]:
+    """A published score file ({"L-H": [score per kept test]}, Wu et al.'s head_score format, as
+    the paper's authors publish theirs) for a model of `layers` x `heads_per_layer` query heads:
+    every head named once, none outside the model, or one error saying which."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise HeadError(f"detection.scores_file {path}: not a JSON score file ({error}); expected Wu et al.'s "
+                        'head_score format, {"L-H": [scores...]}') from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise HeadError(f"detection.scores_file {path}: expected a mapping of heads to score lists, "
+                        '{"L-H": [scores...]} (Wu et al.\'s head_score format)')
+    names = {head_name(parse_head(name)): scores for name, scores in data.items()}
+    expected = {head_name((layer, head)) for layer in range(layers) for head in range(heads_per_layer)}
+    outside, absent = sorted(set(names) - expected, key=parse_head), sorted(expected - set(names), key=parse_head)
+    if outside or absent:
+        found_layers = 1 + max(parse_head(n)[0] for n in names) if names else 0
+        found_heads = 1 + max(parse_head(n)[1] for n in names) if names else 0
+        raise HeadError(f"detection.scores_file {path} scores {len(names)} heads over {found_layers} layers x "
+                        f"{found_heads} heads, but the model has {layers} x {heads_per_layer} = {len(expected)}"
+                        + (f"; outside it: {', '.join(outside[:5])}" if outside else "")
+                        + (f"; not scored: {', '.join(absent[:5])}" if absent else "")
+                        + ": is it this model's file?")
+    return {name: [float(v) for v in names[name]] for name in sorted(names, key=parse_head)}
 
 
 def mean_scores(per_head: dict[str, list[float]]) -> dict[str, float]:

@@ -41,7 +41,14 @@ def check_inputs(cfg: ExperimentConfig) -> int | None:
     if not (Path(path) / "config.json").is_file():
         return None
     count = len(detection_instances(cfg, AutoTokenizer.from_pretrained(path), path))
-    if cfg.detection.shards > count:  # the extra array tasks would start only to find no work
+    if cfg.detection.scores_file:  # no detection job: the published file, against the model's shape
+        from transformers import AutoConfig
+
+        from retmask.heads import read_score_file
+
+        shape = AutoConfig.from_pretrained(path)
+        read_score_file(cfg.detection.scores_file, shape.num_hidden_layers, shape.num_attention_heads)
+    elif cfg.detection.shards > count:  # the extra array tasks would start only to find no work
         raise ConfigError(f"detection.shards: {cfg.detection.shards} shards for {count} NIAH instances; give at "
                           f"most {count}")
     return count

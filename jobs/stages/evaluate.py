@@ -112,7 +112,7 @@ def untrained_model_count(cfg: ExperimentConfig) -> int:
 
 
 def _detection_before_path(run: RunDir):
-    """Cross-model runs: the trained model's detection records before training."""
+    """The trained model's detection records before training, where evaluate_base measures them."""
     return run.stage_dir("evaluate_base") / "trained_model_detection.jsonl"
 
 
@@ -128,6 +128,12 @@ def watched_heads(cfg: ExperimentConfig, heads: dict, before: dict[str, float]) 
     if heads["heads"]:
         return heads["heads"], "masked heads"
     return heads["retrieval_heads"], "retrieval heads (no mask)"
+
+
+def base_detected_here(cfg: ExperimentConfig) -> bool:
+    """Whether the untrained model's detection runs in evaluate_base: merge_scores holds another
+    model's scores (cross-model synthesis) or published ones (detection.scores_file)."""
+    return cfg.cross_model or bool(cfg.detection.scores_file)
 
 
 def _untrained_path(run: RunDir, shard: int):
@@ -148,8 +154,9 @@ def run_base(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     name, model, heads = untrained_models(cfg, scores)[shard]
     loaded = load_model(model.path, model.dtype)  # loaded once: NIAH, and a cross-model base's detection
     write_json(_untrained_path(run, shard), _evaluate_niah(cfg, name, model.path, loaded, heads))
-    if cfg.cross_model and name == "base":  # (unmasked: the base masks no head)
-        # merge_scores holds the synthesis model's scores: the trained model's before training are its own.
+    if base_detected_here(cfg) and name == "base":  # (unmasked: the base masks no head)
+        # merge_scores holds the synthesis model's scores, or published ones: the trained model's before
+        # training are measured here, on the protocol its scores after training will be.
         write_jsonl(_detection_before_path(run), _detection_records(cfg, model.path, loaded))
 
 
@@ -169,7 +176,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     write_json(out / "niah.json", niah)
 
     # Before and after training, scored over the instances the model answered before training.
-    records_before = (read_jsonl(_detection_before_path(run)) if cfg.cross_model
+    records_before = (read_jsonl(_detection_before_path(run)) if base_detected_here(cfg)
                       else run.finished_rows("detect"))
     config = AutoConfig.from_pretrained(trained_path)
     shape = (config.num_hidden_layers, config.num_attention_heads)
