@@ -131,6 +131,7 @@ def _niah_section(run: RunDir, out: Path) -> list[str]:
 def _pairs_section(run: RunDir) -> list[str]:
     stats = read_json(run.stage_dir("pairs") / "statistics.json")
     dropped = stats.pop("dropped")
+    judge = stats.get("judge")
     return [
         "## Preference pairs",
         "",
@@ -145,6 +146,10 @@ def _pairs_section(run: RunDir) -> list[str]:
         "Dropped: " + (", ".join(f"{k} {v}" for k, v in dropped.items()) if dropped else "none")
         + f". Kept though cut off at max_new_tokens: chosen {stats.get('kept_truncated_chosen', 0)}, "
           f"rejected {stats.get('kept_truncated_rejected', 0)}." + _prompt_filter_line(run),
+        *(["", f"Judge: {judge['ties']} ties ({judge['tie_rate']:.1%}) and {judge['unrated']} unrated "
+                   f"({judge['unrated_rate']:.1%}) of {judge['judged']} prompts judged; "
+                   + ("dropped." if judge["ties_handling"] == "drop" else "kept, the first sample chosen.")]
+           if judge else []),
     ]
 
 

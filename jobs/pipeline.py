@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobs.stages.evaluate import untrained_model_count
+from jobs.stages.judge import judge_shards
 from jobs.stages.prompts import SECTIONS as PROMPT_SECTIONS
 from retmask.helmet_judge import SCRIPTS as JUDGE_SCRIPTS
 from retmask.config import ExperimentConfig
@@ -71,7 +72,7 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
                             (synthesizer, *other_model, "synthesis", "strategy"), lambda c: c.synthesis.shards))
     samples = tuple(s.name for s in stages if s.name.startswith("synthesize_"))
     if strategy.judged:
-        stages.append(Stage("judge", "jobs.stages.judge:run", samples, ("judge",)))
+        stages.append(Stage("judge", "jobs.stages.judge:run", samples, ("judge",), judge_shards))
         samples += ("judge",)
     stages += [
         # pairs renders reasoning as the trained model's chat template reads it back

@@ -41,7 +41,9 @@ class ModelConfig:
 
 @dataclass
 class DetectionConfig:
-    haystack: str = "builtin"  # builtin prose, a text file, a folder of .txt files, or a saved datasets dir
+    # builtin prose, a text file, a folder of .txt files, a saved datasets dir, or Wu et al.'s
+    # haystack_for_detect (part1/, part2/, ...: needle i hidden in part i+1, read raw as Wu's code did)
+    haystack: str = "builtin"
     needles: str = "builtin"  # builtin set, or a jsonl of {needle, question, answer (or Wu's real_needle)}
     template: str = DEFAULT_TEMPLATE  # needs {context} and {question}
     lengths: list[int] = field(default_factory=lambda: [48, 96, 3])  # start, end, count (tokens)

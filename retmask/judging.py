@@ -56,6 +56,18 @@ class Verdict:
         return "first" if self.first > self.second else "second"
 
 
+def judge_statistics(verdicts, ties: str) -> dict:
+    """How decisive the judge was: prompts judged, ties (equal ratings), unrated (a side without a
+    rating), and their rates; `ties`: what the pairs did with them (judge.ties)."""
+    verdicts = list(verdicts)
+    judged = len(verdicts)
+    unrated = sum(v.first is None or v.second is None for v in verdicts)
+    tied = sum(v.first is not None and v.first == v.second for v in verdicts)
+    return {"judged": judged, "ties": tied, "unrated": unrated, "ties_handling": ties,
+            "tie_rate": round(tied / judged, 4) if judged else 0.0,
+            "unrated_rate": round(unrated / judged, 4) if judged else 0.0}
+
+
 class ReferenceJudge:
     def score(self, items: list[tuple[list[dict], str, str | None]]) -> list[float]:
         from retmask.retrieval import rouge1_recall

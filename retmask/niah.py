@@ -81,7 +81,7 @@ def load_haystack(path: str | Path, min_words: int = 20000, column: str = "text"
 
 def load_needles(path: str | Path) -> list[Needle]:
     """Needles from a jsonl of {needle, question, answer}; Wu et al.'s `real_needle` is accepted
-    for `answer`. The answer must occur inside its needle: it is the span that is scored."""
+    for `answer`. The answer must occur inside its needle (in any case): it is the span that is scored."""
     path = BUILTIN_NEEDLES if str(path) == BUILTIN else Path(path)
     if not path.is_file():
         raise NiahError(f"needles file {path} does not exist; give a jsonl of {{needle, question, answer}}")
@@ -92,10 +92,13 @@ def load_needles(path: str | Path) -> list[Needle]:
         if missing:
             raise NiahError(f"{path} line {i + 1}: missing {', '.join(sorted(missing))}; "
                             "each line needs needle, question and answer (or real_needle)")
-        if not row["answer"].strip() or row["answer"] not in row["needle"]:
+        # Wu's third needle capitalises its answer ("Because he is...") but not the needle ("because
+        # he is..."): the span scored is the needle's own text, found regardless of case.
+        at = row["needle"].lower().find(row["answer"].lower()) if row["answer"].strip() else -1
+        if at < 0:
             raise NiahError(f"{path} line {i + 1}: answer {row['answer']!r} does not occur in needle "
-                            f"{row['needle']!r}; the answer must be the exact phrase of the needle the model copies")
-        needles.append(Needle(row["needle"], row["question"], row["answer"]))
+                            f"{row['needle']!r}; the answer must be the phrase of the needle the model copies")
+        needles.append(Needle(row["needle"], row["question"], row["needle"][at:at + len(row["answer"])]))
     if not needles:
         raise NiahError(f"needles file {path} has no needles")
     return needles
@@ -108,7 +111,19 @@ def grid(start: int, end: int, count: int) -> list[int]:
 
 
 def depth_grid(count: int) -> list[float]:
-    return [100.0 * i / (count - 1) for i in range(count)] if count > 1 else [50.0]
+    """Depths spread over 0..100%, rounded to whole percents half to even as Wu et al.'s
+    np.round(np.linspace(0, 100, count)) (10 depths: 0, 11, 22, 33, 44, 56, 67, 78, 89, 100)."""
+    return [float(round(100.0 * i / (count - 1))) for i in range(count)] if count > 1 else [50.0]
+
+
+def haystack_parts(path: str | Path) -> list[Path] | None:
+    """Wu et al.'s haystack_for_detect layout: part1/, part2/, ... folders, needle i hidden in
+    part i+1 (cycling); None for any other haystack."""
+    path = Path(path)
+    if str(path) == BUILTIN or not path.is_dir():
+        return None
+    parts = [p for p in path.iterdir() if p.is_dir() and p.name.startswith("part") and p.name[4:].isdigit()]
+    return sorted(parts, key=lambda p: int(p.name[4:])) or None
 
 
 class HaystackTokens:
@@ -172,8 +187,8 @@ def build_instance(
     boundary_window: int = 64,
 ) -> NiahInstance:
     needle_tokens = len(tokenizer(needle.needle, add_special_tokens=False)["input_ids"])
-    hay_tokens = length - needle_tokens
-    if hay_tokens < 1:
+    hay_tokens = length - needle_tokens if length else 0  # length 0: the needle alone (Wu's first test)
+    if hay_tokens < 1 and length:
         raise NiahError(f"needle of {needle_tokens} tokens does not fit a context of {length} tokens; "
                         "use context lengths longer than the needle")
     if hay_tokens > len(haystack):
@@ -191,7 +206,7 @@ def build_instance(
         instance_id=f"L{length}-D{depth:g}-N{needle_id}",
         length=length,
         requested_depth=depth,
-        actual_depth=round(100.0 * position / hay_tokens, 2),
+        actual_depth=round(100.0 * position / hay_tokens, 2) if hay_tokens else depth,
         needle_id=needle_id,
         answer=needle.answer,
         input_ids=encoded["input_ids"],
@@ -223,11 +238,13 @@ def build_instances(tokenizer, haystack_path, needles_path, lengths: list[int], 
                     template: str) -> list[NiahInstance]:
     """The full grid: every length × depth × needle, in a fixed order (shards slice it)."""
     longest = grid(*lengths)[-1]
-    haystack = HaystackTokens(tokenizer, load_haystack(haystack_path, min_words=longest + 1000))
+    sources = haystack_parts(haystack_path) or [haystack_path]  # Wu's: one part per needle
+    haystacks = [HaystackTokens(tokenizer, load_haystack(source, min_words=longest + 1000)) for source in sources]
     needles = load_needles(needles_path)
     instances = []
     for length in grid(*lengths):
         for depth in depth_grid(depths):
             for needle_id, needle in enumerate(needles):
+                haystack = haystacks[needle_id % len(haystacks)]
                 instances.append(build_instance(tokenizer, haystack, needle, needle_id, length, depth, template))
     return instances

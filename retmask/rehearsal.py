@@ -211,6 +211,16 @@ def rehearsal_config(cfg: ExperimentConfig, niah: LengthMap, notes: list[str] | 
 
     notes = notes if notes is not None else []
     r = copy.deepcopy(cfg)
+    if r.detection.scores_file:  # a published file fits the real model, not its narrow twin
+        from transformers import AutoConfig
+
+        from retmask.heads import read_score_file
+
+        shape = AutoConfig.from_pretrained(r.synthesis_source().path)
+        read_score_file(r.detection.scores_file, shape.num_hidden_layers, shape.num_attention_heads)
+        notes.append(f"detection.scores_file fits {shape.num_hidden_layers} x {shape.num_attention_heads} heads of "
+                     f"{r.synthesis_source().path}; the rehearsal detects its twin's heads instead")
+        r.detection.scores_file = ""
     for key in ("model", "rejected_model", "synthesis_model"):
         model = getattr(r, key)
         if model.path and not _is_toy(model.path):
@@ -219,7 +229,7 @@ def rehearsal_config(cfg: ExperimentConfig, niah: LengthMap, notes: list[str] | 
         r.judge.path = str(build_twin(r.judge.path))
     d = r.detection
     detection = LengthMap(d.lengths[0], d.lengths[1], DETECTION_SPAN)
-    d.lengths = detection.grid(d.lengths) if d.lengths[0] > DETECTION_SPAN[0] else d.lengths
+    d.lengths = detection.grid(d.lengths) if d.lengths[1] > DETECTION_SPAN[1] else d.lengths
     d.lengths[2] = min(d.lengths[2], LENGTHS)
     d.depths, d.max_new_tokens, d.shards = min(d.depths, DEPTHS), min(d.max_new_tokens, DETECTION_NEW_TOKENS), \
         min(d.shards, SHARDS)

@@ -120,11 +120,12 @@ class JudgeConfig:
 
     kind: str = "reference"
     path: str = ""  # the judge model's local checkpoint (kind: model)
-    backend: str = "hf"  # hf or vllm, as synthesis.backend
+    backend: str = "vllm"  # vllm (at the paper's scale: ~2 x 294K ratings by a 27B model) or hf, as synthesis.backend
     dtype: str = "bfloat16"
     template: str = DEFAULT_JUDGE_TEMPLATE
     max_new_tokens: int = 512
-    batch_size: int = 8
+    batch_size: int = 256  # prompts per engine call (both samples of each): verdicts are written a batch at a time
+    shards: int = 0  # array tasks over the prompts; 0: as many as synthesis.shards
     # A prompt whose two samples the judge rates alike (or does not rate): drop it, or keep it with
     # the first sample as chosen.
     ties: str = "drop"
@@ -133,5 +134,8 @@ class JudgeConfig:
         check_choice(key, "kind", self.kind, ("reference", "model"))
         check_choice(key, "ties", self.ties, ("drop", "keep"))
         check_choice(key, "backend", self.backend, ("hf", "vllm"))
+        check_positive(key, "batch_size", self.batch_size)
+        if self.shards < 0:
+            raise ConfigError(f"{key}.shards must be >= 0 (0: as many as synthesis.shards), got {self.shards}")
         if "{question}" not in self.template or "{answer}" not in self.template:
             raise ConfigError(f"{key}.template must contain {{question}} and {{answer}}, got {self.template!r}")

@@ -130,7 +130,10 @@ def test_each_single_run_config_is_a_rehearsed_run_of_the_paper_studies(single, 
     study, experiment, base = load_study(REPO / "configs/paper" / study_file, arguments[1::2])
     paper = study_run_config(experiment, base, "r", "retrieval-mask", 0, variant=study.variants[variant].config)
     given = [f"model.path={paper.model.path}", f"synthesis.prompts={paper.synthesis.prompts}",
-             f"helmet.path={paper.helmet.path}"]
+             f"helmet.path={paper.helmet.path}", f"detection.haystack={paper.detection.haystack}",
+             f"detection.needles={paper.detection.needles}"]
+    if paper.detection.scores_file:
+        given.append(f"detection.scores_file={paper.detection.scores_file}")
     if paper.cross_model:
         given.append(f"synthesis_model.path={paper.synthesis_model.path}")
     mine = load_config(REPO / "configs" / single, given).to_dict()

@@ -48,11 +48,14 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
         columns = ["prompt_id", "prompt", "completion"]
     else:
         chosen, rejected = sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected")
-        undecided = None
+        undecided, judged = None, None
         if strategy.judged:
             from jobs.stages.judge import read_verdicts
+            from retmask.judging import judge_statistics
 
-            chosen, rejected, undecided = order_by_verdicts(chosen, rejected, read_verdicts(run), cfg.judge.ties)
+            verdicts = read_verdicts(run)
+            judged = judge_statistics(verdicts.values(), cfg.judge.ties)
+            chosen, rejected, undecided = order_by_verdicts(chosen, rejected, verdicts, cfg.judge.ties)
         build = build_pairs(chosen, rejected, cfg.pairs, reasoning_field)
         if undecided:
             build.prompts += sum(undecided.values())
@@ -65,6 +68,8 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     write_jsonl(out / "pairs.jsonl", build.pairs)
     dataset = datasets.Dataset.from_list([{k: p[k] for k in columns} for p in build.pairs])
     statistics = build.statistics()
+    if strategy.trainer != "sft" and judged:
+        statistics["judge"] = judged
     card = dataset_card(cfg, statistics, prompt_statistics(run), masked_heads(cfg, run), columns,
                         model_sampling_defaults(cfg.synthesis_source().path))
     with atomic_directory(out / "dataset") as tmp:  # the dataset and its card appear together

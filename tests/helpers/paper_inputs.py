@@ -1,16 +1,21 @@
 """Everything the paper's studies read, as a user's folders would hold it, made in the tests:
 the six models' checkpoint folders without weights (tests/helpers/paper_models.py), prompt sets in
 the columns of LMSYS-Chat-1M, WildChat and Guru-RL-92K, a HELMET checkout whose eval.py follows
-HELMET's interface (tests/helpers/helmet_checkout.py) and lm-eval task files for Table 5's
-benchmarks (tests/helpers/lm_eval_tasks.py)."""
+HELMET's interface (tests/helpers/helmet_checkout.py), lm-eval task files for Table 5's
+benchmarks (tests/helpers/lm_eval_tasks.py), a checkout in Wu et al.'s layout for detection
+(tests/helpers/wu_checkout.py) and the authors' published head scores of Llama-3.1-8B-Instruct."""
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 from tests.helpers.helmet_checkout import write_helmet_checkout
 from tests.helpers.lm_eval_tasks import write_lm_eval_tasks
 from tests.helpers.paper_models import write_checkpoints
+from tests.helpers.wu_checkout import write_wu_checkout
+
+AUTHORS_HEAD_SCORES = Path(__file__).resolve().parent / "authors_head_scores"
 
 TOPICS = ["the weather in spring", "a recipe for bread", "sorting a list in Python", "the history of Rome",
           "how vaccines work", "a poem about the sea", "tips for sleeping well", "the rules of chess",
@@ -50,7 +55,11 @@ def write_prompt_sets(root: Path) -> dict[str, str]:
 def write_paper_inputs(root: Path) -> dict[str, str]:
     """inputs.NAME -> path, for every input of configs/paper/shared/paper.yaml."""
     checkpoints = write_checkpoints(root / "models")
+    llama_scores = root / "head_score" / "Llama-3.1-8B-Instruct.json"  # the authors' own file
+    llama_scores.parent.mkdir(parents=True, exist_ok=True)
+    llama_scores.write_bytes(gzip.decompress((AUTHORS_HEAD_SCORES / "Llama-3.1-8B-Instruct.json.gz").read_bytes()))
     return {**{INPUT_OF[name]: str(path) for name, path in checkpoints.items()}, **write_prompt_sets(root / "data"),
+            "wu": str(write_wu_checkout(root / "Retrieval_Head")), "llama_head_scores": str(llama_scores),
             "helmet": str(write_helmet_checkout(root / "HELMET")), "lm_eval_tasks": str(write_lm_eval_tasks(root / "lm_eval_tasks"))}
 
 

@@ -59,12 +59,14 @@ def test_win_lose_pairs_put_the_judges_preference_on_the_chosen_side(small_study
     run = root / "runs/win-lose-pair-seed1"
     prompts = read_saved_config(run / "config.yaml").synthesis.prompts
     references = {row["id"]: row["reference"] for row in read_jsonl(prompts)}
-    verdicts = {row["prompt_id"]: row for row in read_jsonl(run / "stages/judge/verdicts.jsonl")}
+    verdicts = {row["prompt_id"]: row for shard in sorted((run / "stages/judge/shards").glob("*.jsonl"))
+                for row in read_jsonl(shard)}
     pairs = read_jsonl(run / "stages/pairs/pairs.jsonl")
     assert pairs, "no win-lose pair was kept"
     statistics = read_json(run / "stages/pairs/statistics.json")
     ties = sum(1 for v in verdicts.values() if v["first"] == v["second"])
-    assert statistics["dropped"].get("judge_tie", 0) == ties
+    assert statistics["dropped"].get("judge_tie", 0) == ties == statistics["judge"]["ties"]
+    assert statistics["judge"]["tie_rate"] == round(ties / len(verdicts), 4)
     for pair in pairs:
         verdict = verdicts[pair["prompt_id"]]
         assert verdict["first"] != verdict["second"]

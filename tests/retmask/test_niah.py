@@ -131,3 +131,38 @@ def test_prompts_beyond_the_models_positions_are_refused_unless_allowed(toy_toke
     with pytest.raises(NiahError, match="needs 167 positions .* max_position_embeddings 160; use shorter lengths"):
         check_within_positions([inst], 14, 160, "detection")
     check_within_positions([inst], 14, 160, "detection", allowed=True)
+
+
+def test_the_papers_detection_grid_is_wus_linspace():
+    """configs/paper's detection: Wu's script run as the paper's README does (--s 0 --e 5000): its
+    np.round(np.linspace(s, e, num=20)) lengths and np.round(np.linspace(0, 100, num=10)) depths."""
+    import numpy as np
+    import yaml
+
+    from retmask.niah import depth_grid, grid
+    from tests.conftest import REPO
+
+    detection = yaml.safe_load((REPO / "configs/paper/shared/paper.yaml").read_text())["detection"]
+    assert grid(*detection["lengths"]) == np.round(np.linspace(0, 5000, num=20, endpoint=True)).astype(int).tolist()
+    assert depth_grid(detection["depths"]) == np.round(np.linspace(0, 100, num=10, endpoint=True)).astype(int).tolist()
+    assert detection["haystack"] == "${wu}/haystack_for_detect"
+    assert detection["needles"] == "${wu}/haystack_for_detect/needles.jsonl"
+
+
+def test_wus_haystack_layout_gives_each_needle_its_own_part(tmp_path):
+    from retmask.niah import DEFAULT_TEMPLATE, build_instances
+    from tests.helpers.qwen_bpe import qwen_bpe_tokenizer
+    from tests.helpers.wu_checkout import TOPICS, write_wu_checkout
+
+    tokenizer = qwen_bpe_tokenizer()
+    folder = write_wu_checkout(tmp_path, words=800) / "haystack_for_detect"
+    instances = build_instances(tokenizer, folder, folder / "needles.jsonl", [0, 300, 2], 2, DEFAULT_TEMPLATE)
+    assert [(i.length, i.needle_id) for i in instances] == [(0, 0), (0, 1), (0, 2)] * 2 + [(300, 0), (300, 1), (300, 2)] * 2
+    for instance in instances:
+        text = tokenizer.decode(instance.input_ids)
+        assert (TOPICS[instance.needle_id] in text) == (instance.length > 0)  # length 0: the needle alone
+        assert all(TOPICS[other] not in text for other in range(3) if other != instance.needle_id)
+        start, end = instance.answer_span
+        assert instance.answer.lower() in tokenizer.decode(instance.input_ids[start:end]).lower()
+    # the capitalised answer is scored on the needle's own words
+    assert instances[2].answer == "because she is a kind person and also she can fix any clock."
