@@ -250,6 +250,7 @@ def rehearsal_config(cfg: ExperimentConfig, niah: LengthMap, notes: list[str] | 
     if r.judge.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         r.judge.backend = "hf"
     r.pairs.drop_truncated_chosen = False  # a twin never stops before the new-token cap
+    r.pairs.drop_empty_chosen = False  # nor leaves a reasoning block its template opened: no answer
     r.judge.max_new_tokens = min(r.judge.max_new_tokens, NEW_TOKENS)
     r.judge.ties = "keep"  # a twin writes no rating
     t = r.train

@@ -164,7 +164,9 @@ def test_run_and_submit_rehearse_a_single_config_beside_the_real_run(paper_input
     from tests.conftest import REPO
 
     config = str(REPO / "configs" / "llama-3.1-8b-instruct.yaml")
+    haystack = f"{paper_inputs['wu']}/haystack_for_detect"
     given = ["--set", f"model.path={paper_inputs['llama']}", "--set", f"synthesis.prompts={paper_inputs['lmsys']}",
+             "--set", f"detection.haystack={haystack}", "--set", f"detection.needles={haystack}/needles.jsonl",
              "--run-dir", str(tmp_path / "llama")]
     assert main(["run", config, *given, "--rehearse", "--until", "merge_scores"]) == 0
     printed = capsys.readouterr().out
@@ -172,8 +174,8 @@ def test_run_and_submit_rehearse_a_single_config_beside_the_real_run(paper_input
     assert not (tmp_path / "llama").exists()
     changed = read_json(tmp_path / "llama-rehearsal/rehearsal.json")["changes"]
     assert changed["model.path"][0] == paper_inputs["llama"] and changed["detection.lengths"] == \
-        [[1000, 16000, 8], [160, 320, 3]]
-    assert read_json(tmp_path / "llama-rehearsal/stages/merge_scores/summary.json")["instances"] == 24  # 4 x 3 x 2
+        [[0, 5000, 20], [160, 320, 3]]
+    assert read_json(tmp_path / "llama-rehearsal/stages/merge_scores/summary.json")["instances"] == 18  # 3 x 2 x 3
     assert main(["submit", config, *given, "--rehearse", "--cluster", "slurm-4xh100", "--profile-set",
                  "partition=gpu", "--dry-run"]) == 0
     script = capsys.readouterr().out

@@ -27,7 +27,9 @@ GPU_REQUEST = {"slurm": ("--gres=gpu", "--gpus-per-node"), "gridengine": ("-l no
 def paper_config() -> ExperimentConfig:
     data = yaml.safe_load((REPO / "configs" / "llama-3.1-8b-instruct.yaml").read_text())
     data["model"]["path"] = "/models/Meta-Llama-3.1-8B-Instruct"
-    data["synthesis"]["prompts"] = "/data/lmsys-chat-1m"
+    data["synthesis"]["prompts"] = "/data/lmsys-chat-1m-synth"
+    data["detection"]["haystack"] = "/src/Retrieval_Head/haystack_for_detect"
+    data["detection"]["needles"] = "/src/Retrieval_Head/haystack_for_detect/needles.jsonl"
     return from_dict(ExperimentConfig, data)
 
 

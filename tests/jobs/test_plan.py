@@ -17,7 +17,9 @@ def llama_arguments(toy_model_dir):
     """The paper's config with a checkpoint and prompt set that exist here (the plan reads them)."""
     return [str(REPO / "configs" / "llama-3.1-8b-instruct.yaml"), "--cluster", "slurm-4xh100", "--profile-set",
             "partition=gpu", "--set", f"model.path={toy_model_dir}",
-            "--set", f"synthesis.prompts={toy_model_dir / 'retmask_toy' / 'prompts.jsonl'}"]
+            "--set", f"synthesis.prompts={toy_model_dir / 'retmask_toy' / 'prompts.jsonl'}",
+            "--set", f"detection.haystack={toy_model_dir / 'retmask_toy' / 'haystack.txt'}",
+            "--set", f"detection.needles={toy_model_dir / 'retmask_toy' / 'needles.jsonl'}"]
 
 
 def rows(printed: str) -> dict[str, list[str]]:
@@ -46,7 +48,9 @@ def test_a_pilot_gives_each_job_its_time_and_gpu_hours_from_its_own_rates(small_
     assert re.search(r"total: [\d.,]+ GPU-hours, about \S+ from first job to last", printed)
 
     cfg = load_config(REPO / "configs" / "llama-3.1-8b-instruct.yaml",
-                      [f"model.path={toy_model_dir}", f"synthesis.prompts={toy_model_dir}/retmask_toy/prompts.jsonl"])
+                      [f"model.path={toy_model_dir}", f"synthesis.prompts={toy_model_dir}/retmask_toy/prompts.jsonl",
+                       f"detection.haystack={toy_model_dir}/retmask_toy/haystack.txt",
+                       f"detection.needles={toy_model_dir}/retmask_toy/needles.jsonl"])
     jobs, _ = plan(cfg, load_profile("slurm-4xh100", ["partition=gpu"]), small_toy_run.run)
     by_stage = {job.stage: job for job in jobs}
     detect = by_stage["detect"]
