@@ -31,8 +31,8 @@ def test_without_a_pilot_the_plan_gives_the_work_and_names_the_missing_rates(toy
     printed = capsys.readouterr().out
     table = rows(printed)
     assert list(table) == JOBS
-    # the paper's detection grid: 8 lengths x 10 depths x the builtin needles; 16 tasks of 1 GPU
-    assert table["detect"][1:5] == ["320", "instances", "16", "1"]
+    # the paper's detection grid: 20 lengths x 10 depths x the needles given (the toy's 8); 16 tasks of 1 GPU
+    assert table["detect"][1:5] == ["1,600", "instances", "16", "1"]
     assert table["train"][1:6] == ["1,024", "pair", "passes", "1", "4"]  # 512 prompts x 2 epochs, 4 GPUs
     assert all(row[-5:-1] == ["?", "?", "?", "?"] for row in table.values())  # rate, per task, wall, GPU-h
     assert "rates missing: detect (instances/s per task), synthesize_chosen (rows/s per task)" in printed
@@ -56,7 +56,7 @@ def test_a_pilot_gives_each_job_its_time_and_gpu_hours_from_its_own_rates(small_
     detect = by_stage["detect"]
     # time per task = its share of the work over the pilot's median rate per task
     pilot_rates = [p.rate for p in small_toy_run.run.stage_progress("detect").values()]
-    assert detect.task_s == 320 / 16 / statistics.median(pilot_rates)
+    assert detect.task_s == 1600 / 16 / statistics.median(pilot_rates)
     assert by_stage["train"].gpu_hours == by_stage["train"].task_s * 4 / 3600
     pilot_pairs = small_toy_run.run.stage_dir("pairs") / "statistics.json"
     assert "pilot's share of prompts" in by_stage["train"].work.note and pilot_pairs.is_file()
