@@ -243,7 +243,7 @@ def rehearsal_config(cfg: ExperimentConfig, niah: LengthMap, notes: list[str] | 
     s.max_prompts, s.shards, s.batch_size = _cap(s.max_prompts, PROMPTS), min(s.shards, SHARDS), min(s.batch_size,
                                                                                                      PROMPTS)
     s.sampling.max_new_tokens = min(s.sampling.max_new_tokens, NEW_TOKENS)
-    s.max_model_len = min(s.max_model_len, 4096)
+    s.max_model_len = min(s.max_model_len or 4096, 4096)
     if s.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         s.backend = "hf"
         notes.append("synthesis.backend: vllm is not installed here, so the rehearsal samples with the HF engine")

@@ -63,19 +63,23 @@ class SynthesisConfig:
     backend: str = "hf"  # hf (transformers generate) or vllm
     tensor_parallel_size: int = 0  # vllm: GPUs per engine; 0 = every GPU the task was given (the profile's)
     enable_thinking: bool | None = None  # chat-template switch of reasoning models (Qwen3); None: leave as is
-    # The engine's context (vLLM's max_model_len; the paper's 32768). Prompts longer than
-    # max_model_len - sampling.max_new_tokens are dropped and counted, whatever the backend.
-    max_model_len: int = 32768
+    # The engine's context (vLLM's max_model_len; the paper's server ran 32768); 0: what the
+    # sampling models serve (the least of their positions). Prompts longer than the context less
+    # sampling.max_new_tokens are dropped and counted, whatever the backend.
+    max_model_len: int = 0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
-    def prompt_token_limit(self) -> int:
-        limit = self.max_model_len - self.sampling.max_new_tokens
+    def prompt_token_limit(self, context: int) -> int:
+        """The longest prompt kept in an engine of `context` tokens (the run's engine_context)."""
+        limit = context - self.sampling.max_new_tokens
         return min(limit, self.max_prompt_tokens) if self.max_prompt_tokens else limit
 
     def validate(self, key: str) -> None:
         check_positive(key, "shards", self.shards)
         check_positive(key, "batch_size", self.batch_size)
-        if self.max_model_len <= self.sampling.max_new_tokens:
+        if self.max_model_len < 0:
+            raise ConfigError(f"{key}.max_model_len must be >= 0 (0: the models' own context), got {self.max_model_len}")
+        if self.max_model_len and self.max_model_len <= self.sampling.max_new_tokens:
             raise ConfigError(f"{key}.max_model_len ({self.max_model_len}) must exceed sampling.max_new_tokens "
                               f"({self.sampling.max_new_tokens}): the prompt needs room too")
         if self.tensor_parallel_size < 0:

@@ -17,12 +17,54 @@ SECTIONS = ("model.path", "synthesis.prompts", "synthesis.prompt_format", "synth
             "synthesis.max_prompts")
 
 
+def sampling_models(cfg: ExperimentConfig) -> list[str]:
+    """The checkpoints whose engines sample the prompts (a masked twin serves what its original does)."""
+    from retmask.strategies import get_strategy
+
+    other = get_strategy(cfg.strategy).rejected_from == "rejected_model"
+    return [cfg.synthesis_source().path] + ([cfg.rejected_model.path] if other else [])
+
+
+def engine_context(cfg: ExperimentConfig) -> int:
+    """The synthesis engines' context: synthesis.max_model_len, or (0) the positions of the model
+    whose samples are chosen (check_context has refused one a sampling model cannot serve)."""
+    from retmask.model_positions import checkpoint_positions
+
+    if cfg.synthesis.max_model_len:
+        return cfg.synthesis.max_model_len
+    positions = checkpoint_positions(cfg.synthesis_source().path)
+    if not positions:
+        raise ValueError(f"synthesis.max_model_len: 0 takes the model's own context, but "
+                         f"{cfg.synthesis_source().path} does not say how many positions it has; give max_model_len")
+    return positions
+
+
+def check_context(cfg: ExperimentConfig) -> None:
+    """An engine context beyond a sampling model's positions (vLLM refuses to start), or one without
+    room for the prompt, is one error before any job."""
+    from retmask.config import ConfigError
+    from retmask.model_positions import checkpoint_positions
+
+    s = cfg.synthesis
+    context = engine_context(cfg)
+    for path in sampling_models(cfg):
+        positions = checkpoint_positions(path)
+        if positions and context > positions:
+            given = f"{s.max_model_len} tokens" if s.max_model_len else f"0, the chosen model's {context} positions"
+            raise ConfigError(f"synthesis.max_model_len: {given}, but {path} has {positions} positions; give "
+                              f"at most {positions}" + ("" if s.max_model_len else " so that every sampling model "
+                                                        "serves every prompt kept"))
+    if context <= s.sampling.max_new_tokens:
+        raise ConfigError(f"synthesis.sampling.max_new_tokens: {s.sampling.max_new_tokens} leaves no room for a "
+                          f"prompt in the engines' context of {context} tokens; lower it")
+
+
 def filters(cfg: ExperimentConfig):
     from retmask.prompts import PromptFilters
 
     s = cfg.synthesis
     return PromptFilters(s.prompt_format, s.prompt_column, s.turns, tuple(s.languages), s.drop_redacted,
-                         s.drop_flagged, s.dedup, s.prompt_token_limit(), s.max_prompts)
+                         s.drop_flagged, s.dedup, s.prompt_token_limit(engine_context(cfg)), s.max_prompts)
 
 
 def processes() -> int:
@@ -42,7 +84,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     with atomic_directory(out / "dataset") as tmp:
         prepared.save_to_disk(str(tmp))
     write_json(out / "statistics.json", {"rows": counts.rows, "prompts": len(prepared),
-                                         "token_limit": cfg.synthesis.prompt_token_limit(),
+                                         "token_limit": cfg.synthesis.prompt_token_limit(engine_context(cfg)),
                                          "dropped": dict(sorted(counts.dropped.items()))})
 
 
@@ -79,6 +121,8 @@ def check_inputs(cfg: ExperimentConfig) -> int | None:
     path, model_dir = Path(s.prompts), Path(cfg.model.path)
     if not path.exists() and path.is_relative_to(model_dir) and not (model_dir / "config.json").is_file():
         return None  # a toy model's own prompts: its stage writes them with the model it trains
+    if all((Path(model) / "config.json").is_file() for model in sampling_models(cfg)):
+        check_context(cfg)
     if not path.exists():
         raise ConfigError(f"synthesis.prompts: {path} does not exist")
     rows = source_rows(path)

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 
 from jobs.stages.mask import masked_model_dir
-from jobs.stages.prompts import shard_prompts
+from jobs.stages.prompts import engine_context, shard_prompts
 from retmask.config import ExperimentConfig
 from retmask.io import fingerprint, write_jsonl
 from retmask.rows import RowFile
@@ -76,7 +76,7 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
     if done == len(batches):
         return
     backend = make_backend(s.backend, model_path, cfg.synthesis_source().dtype, s.batch_size, s.tensor_parallel_size,
-                           s.enable_thinking, s.max_model_len)
+                           s.enable_thinking, engine_context(cfg))
     for number in range(done, len(batches)):
         batch = batches[number]
         seeds = prompt_seeds(s.sampling.seed, stage, first_index + number * s.batch_size, len(batch))

@@ -5,7 +5,8 @@ see tests/helpers/vllm_env.py) and writes its findings to <work>/findings.json (
 stdout), which tests/retmask/test_backends_vllm.py asserts on:
 - a synthesis shard through `jobs.stages.synthesize` with `synthesis.backend: vllm`;
 - a shard cut after its first batch and resumed ends with the uninterrupted rows (per-prompt seeds);
-- the engine's context is `synthesis.max_model_len`;
+- the engine's context is what the model serves when `synthesis.max_model_len` is left unset (the
+  toy's 256 positions: the default once asked vLLM for 32768 and it refused to start);
 - the masked checkpoint, read by vLLM's own weight loader, answers greedily as the HF model
   masked in memory does (and unlike the unmasked model).
 """
@@ -27,7 +28,7 @@ def main(toy_dir: str, work: str, heads: str) -> None:
 
     repo, work_dir = Path(__file__).resolve().parents[2], Path(work)
     cfg = load_config(repo / "configs" / "tiny.yaml", [
-        "synthesis.backend=vllm", "synthesis.max_model_len=256", "synthesis.max_prompts=24", "synthesis.shards=1",
+        "synthesis.backend=vllm", "synthesis.max_prompts=24", "synthesis.shards=1",
         "synthesis.batch_size=8", "synthesis.sampling.temperature=1.0", "synthesis.sampling.max_new_tokens=14"])
     cfg.model.path = toy_dir
 

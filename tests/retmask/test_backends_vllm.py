@@ -30,8 +30,8 @@ def test_a_synthesis_shard_runs_through_vllm_and_resumes_to_the_same_rows(findin
     assert findings["resumed_equals_whole"]
 
 
-def test_the_engine_context_is_synthesis_max_model_len(findings):
-    assert findings["max_model_len"] == 256
+def test_the_engine_context_is_the_models_own_when_max_model_len_is_unset(findings):
+    assert findings["max_model_len"] == 256  # the toy's max_position_embeddings
 
 
 def stripped(texts):  # vLLM's incremental detokenizer keeps the word-level toy tokenizer's leading space

@@ -94,9 +94,9 @@ def test_prompts_leave_room_for_the_response_within_max_model_len():
     from retmask.synthesis_config import SynthesisConfig
 
     synthesis = SynthesisConfig()
-    assert synthesis.prompt_token_limit() == 32768 - 2048  # the paper's context and response budget
+    assert synthesis.prompt_token_limit(32768) == 32768 - 2048  # the paper's context and response budget
     synthesis.max_prompt_tokens = 1000
-    assert synthesis.prompt_token_limit() == 1000
+    assert synthesis.prompt_token_limit(32768) == 1000
     with pytest.raises(ConfigError, match="synthesis.max_model_len .* must exceed sampling.max_new_tokens"):
         load_config(REPO / "configs" / "tiny.yaml", ["synthesis.max_model_len=10"])
 
