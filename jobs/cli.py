@@ -91,7 +91,7 @@ def _check_inputs(cfg, out=None) -> None:
 
         check_report_to(cfg.train.report_to)
 
-    if cfg.train.precompute_ref_log_probs:
+    if cfg.train.precompute_ref_log_probs or cfg.train.regime == "trl-0.24":  # the TRL installed runs them?
         import trl
 
         from retmask.training import check_trl_support

@@ -44,9 +44,11 @@ def check_truncation(report: dict, max_share: float) -> None:
                             f"train.max_truncated_share (now {max_share})")
 
 
-# TRL features and the version that first runs them as configured (TRL PR 6403: reference
-# log-probs precomputed under ZeRO-2/3 crashed before 1.9).
+# TRL features and the versions that run them as configured: reference log-probs precomputed under
+# ZeRO-2/3 crashed before 1.9 (TRL PR 6403); the keep-end truncation of regime trl-0.24 is
+# deprecated in 1.x and announced for removal in 2.0.
 PRECOMPUTE_UNDER_ZERO_SINCE = "1.9"
+KEEP_END_UNTIL = "2.0"
 
 
 def deepspeed_stage(config_path: str) -> int:
@@ -65,6 +67,9 @@ def check_trl_support(train, trl_version: str) -> None:
         raise TrainingError(f"train.precompute_ref_log_probs under ZeRO-{stage} ({train.deepspeed}) needs TRL >= "
                             f"{PRECOMPUTE_UNDER_ZERO_SINCE} (it crashes before, TRL PR 6403); TRL {trl_version} is "
                             f"installed: upgrade TRL, or set train.precompute_ref_log_probs: false")
+    if train.regime == "trl-0.24" and Version(trl_version) >= Version(KEEP_END_UNTIL):
+        raise TrainingError(f"train.regime trl-0.24 truncates keeping the end, which TRL {trl_version} no longer "
+                            f"has (removed in {KEEP_END_UNTIL}); install TRL < {KEEP_END_UNTIL}, or set train.regime: full")
 
 
 class JsonlLogCallback(TrainerCallback):

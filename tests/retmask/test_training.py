@@ -35,6 +35,13 @@ def test_precomputed_reference_under_zero2_needs_trl_1_9(tmp_path):
     check_trl_support(TrainConfig(precompute_ref_log_probs=True), "1.0.0")  # no ZeRO: any TRL
 
 
+def test_the_papers_regime_needs_a_trl_that_still_keeps_the_end():
+    with pytest.raises(TrainingError, match="trl-0.24 truncates keeping the end, which TRL 2.0.0 no longer has"):
+        check_trl_support(TrainConfig(regime="trl-0.24"), "2.0.0")
+    check_trl_support(TrainConfig(regime="trl-0.24"), "1.16.0")
+    check_trl_support(TrainConfig(), "2.0.0")
+
+
 def test_the_papers_regime_is_checked():
     from retmask.config import ConfigError
 
