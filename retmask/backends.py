@@ -97,7 +97,7 @@ def check_reads_masked_file_last(iterator) -> None:
 
 class VLLMBackend:
     """vLLM offline inference; each prompt gets its own seed, so a resumed shard reproduces an
-    uninterrupted one whatever the batch."""
+    uninterrupted one whatever else the engine runs beside it."""
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", tensor_parallel_size: int = 0,
                  enable_thinking: bool | None = None, max_model_len: int | None = None):
@@ -116,20 +116,41 @@ class VLLMBackend:
         self.chat_template_kwargs = _chat_template_kwargs(enable_thinking)
         self.opens_reasoning = template_opens_reasoning(self.llm.get_tokenizer(), self.chat_template_kwargs)
 
-    def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
+    @staticmethod
+    def _params(sampling: SamplingConfig, seeds: list[int | None]):
         from vllm import SamplingParams
 
-        params = [SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
-                                 max_tokens=sampling.max_new_tokens, seed=seed, **sampling.engine_fields())
-                  for seed in seeds]
-        outputs = self.llm.chat(prompts, params, use_tqdm=False, chat_template_kwargs=self.chat_template_kwargs)
-        results = []
-        for output in outputs:
-            completion = output.outputs[0]
-            results.append(Generation(text=completion.text, prompt_tokens=len(output.prompt_token_ids),
-                                      completion_tokens=len(completion.token_ids),
-                                      finish_reason=completion.finish_reason or "stop"))
-        return results
+        return [SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
+                               max_tokens=sampling.max_new_tokens, seed=seed, **sampling.engine_fields())
+                for seed in seeds]
+
+    @staticmethod
+    def _generation(output) -> Generation:
+        completion = output.outputs[0]
+        return Generation(text=completion.text, prompt_tokens=len(output.prompt_token_ids),
+                          completion_tokens=len(completion.token_ids), finish_reason=completion.finish_reason or "stop")
+
+    def generate(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
+        outputs = self.llm.chat(prompts, self._params(sampling, seeds), use_tqdm=False,
+                                chat_template_kwargs=self.chat_template_kwargs)
+        return [self._generation(output) for output in outputs]
+
+    def stream(self, prompts: list[list[dict]], sampling: SamplingConfig, seeds: list[int]):
+        """Every prompt to the engine at once, so it schedules continuously (a batch waits for its
+        slowest response); yields (index, Generation) as each one finishes."""
+        # Requests are numbered by LLM's counter in the order they are added (its own _run_engine
+        # sorts its outputs by that number): the first number gives each output's prompt.
+        first = getattr(getattr(self.llm, "request_counter", None), "counter", None)
+        if first is None or not hasattr(self.llm, "enqueue_chat"):  # another vLLM: all at once, unstreamed
+            yield from enumerate(self.generate(prompts, sampling, seeds))
+            return
+        self.llm.enqueue_chat(prompts, self._params(sampling, seeds), use_tqdm=False,
+                              chat_template_kwargs=self.chat_template_kwargs)
+        engine = self.llm.llm_engine  # stepped as LLM's own wait_for_completion does, yielding as it goes
+        while engine.has_unfinished_requests():
+            for output in engine.step():
+                if output.finished:
+                    yield int(output.request_id) - first, self._generation(output)
 
 
 def make_backend(name: str, model_path: str, dtype: str, batch_size: int, tensor_parallel_size: int = 0,

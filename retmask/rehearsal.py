@@ -148,6 +148,22 @@ def build_twin(source: str | Path) -> Path:
     return out
 
 
+def twin_scores(scores_file: str, model: str, twin: str) -> Path:
+    """A published score file, checked against the real model's layers and heads, cut to the
+    twin's (the heads both have), beside the twin: the run reads a file as the real one does."""
+    from transformers import AutoConfig
+
+    from retmask.heads import parse_head, read_score_file
+
+    real, small = AutoConfig.from_pretrained(model), AutoConfig.from_pretrained(twin)
+    scores = read_score_file(scores_file, real.num_hidden_layers, real.num_attention_heads)
+    out = Path(twin) / "head_scores" / f"{hashlib.sha256(Path(scores_file).read_bytes()).hexdigest()[:16]}.json"
+    if not out.is_file():
+        write_json(out, {name: values for name, values in scores.items()
+                         if parse_head(name)[0] < small.num_hidden_layers and parse_head(name)[1] < small.num_attention_heads})
+    return out
+
+
 def _write_twin(source: Path, out: Path) -> None:
     import torch
     import transformers
@@ -211,22 +227,17 @@ def rehearsal_config(cfg: ExperimentConfig, niah: LengthMap, notes: list[str] | 
 
     notes = notes if notes is not None else []
     r = copy.deepcopy(cfg)
-    if r.detection.scores_file:  # a published file fits the real model, not its narrow twin
-        from transformers import AutoConfig
-
-        from retmask.heads import read_score_file
-
-        shape = AutoConfig.from_pretrained(r.synthesis_source().path)
-        read_score_file(r.detection.scores_file, shape.num_hidden_layers, shape.num_attention_heads)
-        notes.append(f"detection.scores_file fits {shape.num_hidden_layers} x {shape.num_attention_heads} heads of "
-                     f"{r.synthesis_source().path}; the rehearsal detects its twin's heads instead")
-        r.detection.scores_file = ""
     for key in ("model", "rejected_model", "synthesis_model"):
         model = getattr(r, key)
         if model.path and not _is_toy(model.path):
             model.path = str(build_twin(model.path))
     if r.judge.kind == "model" and r.judge.path:
         r.judge.path = str(build_twin(r.judge.path))
+    if r.detection.scores_file:
+        r.detection.scores_file = str(twin_scores(r.detection.scores_file, cfg.synthesis_source().path,
+                                                  r.synthesis_source().path))
+        notes.append("detection.scores_file: checked against the real model's heads, then cut to the twin's "
+                     "(its layers and heads that the twin has)")
     d = r.detection
     detection = LengthMap(d.lengths[0], d.lengths[1], DETECTION_SPAN)
     d.lengths = detection.grid(d.lengths) if d.lengths[1] > DETECTION_SPAN[1] else d.lengths

@@ -59,7 +59,7 @@ class SynthesisConfig:
     max_prompt_tokens: int = 0  # 0 = no limit
     max_prompts: int = 0  # 0 = all
     shards: int = 2
-    batch_size: int = 16
+    batch_size: int = 16  # hf: prompts per generate call (vllm takes a shard's whole prompt list at once)
     backend: str = "hf"  # hf (transformers generate) or vllm
     tensor_parallel_size: int = 0  # vllm: GPUs per engine; 0 = every GPU the task was given (the profile's)
     enable_thinking: bool | None = None  # chat-template switch of reasoning models (Qwen3); None: leave as is

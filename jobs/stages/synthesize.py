@@ -3,10 +3,12 @@ model (chosen) or the strategy's rejected source (the ablated model, or a smalle
 same sampling settings for both. The synthesis model is the trained model unless `synthesis_model`
 is set (then the rejected side is that model's masked twin).
 
-Rows are appended a batch at a time and every prompt is seeded by its place in the prompt list
-and by the stage, so a restarted shard keeps its finished batches, regenerates only the rest, and
-ends with the rows an uninterrupted run writes (none lost, none twice), while chosen and rejected
-are independent samples even where the two models agree.
+Every prompt is seeded by its place in the prompt list and by the stage, so chosen and rejected
+are independent samples even where the two models agree, and a restarted shard ends with the rows
+an uninterrupted run writes (none lost, none twice). vLLM is given the shard's whole prompt list
+and its rows are written as they finish (a restart redoes only the prompts without a row); the HF
+backend samples in batches sharing one random stream, written a batch at a time (a restart keeps
+the finished batches).
 """
 from __future__ import annotations
 
@@ -55,48 +57,77 @@ def check_row_fingerprints(rows: list[dict], expected: str | None, where) -> str
     return found[0] if found else None
 
 
-def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model_path: str) -> None:
-    from retmask.backends import make_backend, split_reasoning
+def _row(prompt, out, opens_reasoning: bool, row_print: str) -> dict:
+    from retmask.backends import split_reasoning
+
+    response, reasoning, finished = split_reasoning(out.text, opens_reasoning)
+    return {"prompt_id": prompt.prompt_id, "messages": prompt.messages, "response": response, "reasoning": reasoning,
+            "reasoning_finished": finished, "finish_reason": out.finish_reason, "prompt_tokens": out.prompt_tokens,
+            "completion_tokens": out.completion_tokens, "fingerprint": row_print}
+
+
+def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model_path: str, backend=None) -> None:
+    """`backend`: an engine already started on `model_path` (a benchmark's), else one is made."""
+    from retmask.backends import make_backend
 
     s = cfg.synthesis
     mine, first_index = shard_prompts(cfg, run, shard)
-    batches = [mine[i:i + s.batch_size] for i in range(0, len(mine), s.batch_size)]
+    seeds = prompt_seeds(s.sampling.seed, stage, first_index, len(mine))
     rows_file = RowFile(run.shard_file(stage, shard), guard=run.write_guard(stage, shard))
     rows = rows_file.existing()
-    done = _complete_batches(rows, batches)
-    kept_ids = {p.prompt_id for batch in batches[:done] for p in batch}
-    if len(kept_ids) != len(rows):  # rows of a batch cut short: drop them, that batch is regenerated
-        rows = [row for row in rows if row["prompt_id"] in kept_ids]
-        write_jsonl(rows_file.path, rows)
+    streamed = s.backend == "vllm"  # the whole shard in the engine, rows written as they finish
+    if streamed:
+        ids = {prompt.prompt_id for prompt in mine}
+        kept = [row for row in rows if row["prompt_id"] in ids]
+    else:  # HF batches share a random stream: a batch cut short is regenerated whole
+        batches = [mine[i:i + s.batch_size] for i in range(0, len(mine), s.batch_size)]
+        kept_ids = {p.prompt_id for batch in batches[:_complete_batches(rows, batches)] for p in batch}
+        kept = [row for row in rows if row["prompt_id"] in kept_ids]
+    if len(kept) != len(rows):
+        write_jsonl(rows_file.path, kept)
     # Rows carry what made them: a restarted shard continues only rows of its own model and sampling.
     sampling = s.sampling.resolved(model_sampling_defaults(model_path))
     row_print = fingerprint({"model": model_path, "sampling": dataclasses.asdict(sampling)})
-    check_row_fingerprints(rows, row_print, rows_file.path)
-    progress = run.progress_reporter(stage, shard, "rows", len(mine), done=len(rows))
-    if done == len(batches):
+    check_row_fingerprints(kept, row_print, rows_file.path)
+    have = {row["prompt_id"] for row in kept}
+    todo = [i for i, prompt in enumerate(mine) if prompt.prompt_id not in have]
+    progress = run.progress_reporter(stage, shard, "rows", len(mine), done=len(kept))
+    if not todo:
         return
-    backend = make_backend(s.backend, model_path, cfg.synthesis_source().dtype, s.batch_size, s.tensor_parallel_size,
-                           s.enable_thinking, engine_context(cfg))
-    for number in range(done, len(batches)):
-        batch = batches[number]
-        seeds = prompt_seeds(s.sampling.seed, stage, first_index + number * s.batch_size, len(batch))
-        outputs = backend.generate([p.messages for p in batch], sampling, seeds)
-        new_rows = []
-        for prompt, out in zip(batch, outputs):
-            response, reasoning, finished = split_reasoning(out.text, backend.opens_reasoning)
-            new_rows.append({
-                "prompt_id": prompt.prompt_id,
-                "messages": prompt.messages,
-                "response": response,
-                "reasoning": reasoning,
-                "reasoning_finished": finished,
-                "finish_reason": out.finish_reason,
-                "prompt_tokens": out.prompt_tokens,
-                "completion_tokens": out.completion_tokens,
-                "fingerprint": row_print,
-            })
-        rows_file.append(new_rows)
-        progress.advance(len(new_rows), tokens=sum(out.completion_tokens for out in outputs))
+    backend = backend or make_backend(s.backend, model_path, cfg.synthesis_source().dtype, s.batch_size,
+                                      s.tensor_parallel_size, s.enable_thinking, engine_context(cfg))
+    if streamed:
+        finished = backend.stream([mine[i].messages for i in todo], sampling, [seeds[i] for i in todo])
+        for outputs in _flushes(finished, FLUSH_ROWS, FLUSH_SECONDS):
+            rows_file.append([_row(mine[todo[j]], out, backend.opens_reasoning, row_print) for j, out in outputs])
+            progress.advance(len(outputs), tokens=sum(out.completion_tokens for _, out in outputs))
+        return
+    for start in range(todo[0], len(mine), s.batch_size):  # todo starts on a batch boundary
+        batch = mine[start:start + s.batch_size]
+        outputs = backend.generate([p.messages for p in batch], sampling, seeds[start:start + len(batch)])
+        rows_file.append([_row(prompt, out, backend.opens_reasoning, row_print) for prompt, out in zip(batch, outputs)])
+        progress.advance(len(outputs), tokens=sum(out.completion_tokens for out in outputs))
+
+
+# A streamed shard writes its finished rows in groups: at most this many, or this old.
+FLUSH_ROWS, FLUSH_SECONDS = 64, 2.0
+
+
+def _flushes(finished, rows: int, seconds: float):
+    """(index, output) pairs as they finish, grouped for writing: a group closes at `rows` rows
+    or when its first row is `seconds` old (progress and a kill lose little either way)."""
+    import time
+
+    group, opened = [], 0.0
+    for item in finished:
+        if not group:
+            opened = time.monotonic()
+        group.append(item)
+        if len(group) >= rows or time.monotonic() - opened >= seconds:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def run_chosen(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:

@@ -120,5 +120,6 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
         write_json(run.stage_dir("train") / "summary.json", {
             "trainer": "sft" if sft else "dpo", "global_step": trainer.state.global_step,
             "train_loss": result.training_loss, "examples": len(dataset), "resumed_from_step": resumed_at,
-            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps, "world_size": world_size})
+            "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps, "world_size": world_size,
+            "train_seconds": round(result.metrics.get("train_runtime", 0.0), 3)})  # the loop alone
         write_model_card(cfg, run)

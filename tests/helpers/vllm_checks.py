@@ -4,7 +4,9 @@ Runs inside its own environment (vLLM's CPU build pins an older transformers tha
 see tests/helpers/vllm_env.py) and writes its findings to <work>/findings.json (vLLM logs to
 stdout), which tests/retmask/test_backends_vllm.py asserts on:
 - a synthesis shard through `jobs.stages.synthesize` with `synthesis.backend: vllm`;
-- a shard cut after its first batch and resumed ends with the uninterrupted rows (per-prompt seeds);
+- the engine gets the shard's whole prompt list at once (24 requests in flight, batch_size 8);
+- a shard killed with some rows written, in the order they finished, resumes to the uninterrupted
+  rows (per-prompt seeds);
 - the engine's context is what the model serves when `synthesis.max_model_len` is left unset (the
   toy's 256 positions: the default once asked vLLM for 32768 and it refused to start);
 - the masked checkpoint, read by vLLM's own weight loader, answers greedily as the HF model
@@ -34,11 +36,21 @@ def main(toy_dir: str, work: str, heads: str) -> None:
 
     engines: dict[str, backends.VLLMBackend] = {}  # one engine per model for the whole check (each start is slow)
     make_backend = backends.make_backend
+    in_flight: list[int] = []  # requests the engine holds at each step
+
+    def counted(backend):
+        engine, step = backend.llm.llm_engine, backend.llm.llm_engine.step
+        engine.step = lambda: in_flight.append(engine.get_num_unfinished_requests()) or step()
+        return backend
+
     backends.make_backend = lambda name, path, *rest: engines.get(path) or engines.setdefault(
-        path, make_backend(name, path, *rest))
+        path, counted(make_backend(name, path, *rest)))
 
     def shard_rows(run: RunDir) -> list[dict]:
         return RowFile(run.shard_file("synthesize_chosen", 0)).existing()
+
+    def by_id(row: dict) -> str:
+        return row["prompt_id"]
 
     from jobs.stages.prompts import run as prepare_prompts
 
@@ -47,7 +59,10 @@ def main(toy_dir: str, work: str, heads: str) -> None:
     synthesize(cfg, whole, 0, "synthesize_chosen", toy_dir)
     cut = RunDir(work_dir / "cut")
     prepare_prompts(cfg, cut, 0)
-    RowFile(cut.shard_file("synthesize_chosen", 0)).append(shard_rows(whole)[:8])  # killed after batch one
+    # killed with a third of its rows written, in the order they finished, the last one cut mid-line
+    RowFile(cut.shard_file("synthesize_chosen", 0)).append(shard_rows(whole)[::3])
+    with open(cut.shard_file("synthesize_chosen", 0), "a") as handle:
+        handle.write('{"prompt_id": "toy-')
     synthesize(cfg, cut, 0, "synthesize_chosen", toy_dir)
     engine = engines[toy_dir]
 
@@ -71,7 +86,8 @@ def main(toy_dir: str, work: str, heads: str) -> None:
     (work_dir / "findings.json").write_text(json.dumps({
         "rows": len(whole_rows),
         "distinct_responses": len({row["response"] for row in whole_rows}),
-        "resumed_equals_whole": shard_rows(cut) == whole_rows,
+        "resumed_equals_whole": sorted(shard_rows(cut), key=by_id) == sorted(whole_rows, key=by_id),
+        "most_in_flight": max(in_flight),
         "max_model_len": engine.llm.llm_engine.model_config.max_model_len,
         "vllm_masked": vllm_masked, "hf_masked": hf_masked,
         "vllm_base": vllm_base, "hf_base": hf_base,

@@ -30,6 +30,10 @@ def test_a_synthesis_shard_runs_through_vllm_and_resumes_to_the_same_rows(findin
     assert findings["resumed_equals_whole"]
 
 
+def test_the_engine_gets_the_shards_whole_prompt_list_not_a_batch_at_a_time(findings):
+    assert findings["most_in_flight"] == 24  # synthesis.batch_size is 8
+
+
 def test_the_engine_context_is_the_models_own_when_max_model_len_is_unset(findings):
     assert findings["max_model_len"] == 256  # the toy's max_position_embeddings
 
