@@ -146,7 +146,8 @@ def test_a_paper_study_rehearses_on_the_cluster_with_the_same_job_graph(tmp_path
     submitted = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     root = tmp_path / "runs/paper-table8-sft-rehearsal"
-    assert "REHEARSAL" in submitted.stdout and "[llama-3.1-8b-instruct: sft seed 1] [detect] submitted" in submitted.stdout
+    assert "REHEARSAL" in submitted.stdout and "[llama-3.1-8b-instruct: sft seed 1] [synthesize_chosen] submitted" in \
+        submitted.stdout and "[detect]" not in submitted.stdout  # the authors' head scores stand for detection
     runs = [RunDir(root / "runs/llama-3.1-8b-instruct" / f"{strategy}-seed1") for strategy in ("sft", "retrieval-mask")]
     for run in runs:
         wait_until_idle(run, settle_s=2)
@@ -157,6 +158,5 @@ def test_a_paper_study_rehearses_on_the_cluster_with_the_same_job_graph(tmp_path
     assert table["—"]["8K"]["paper"] == 56.03 and table["SFT"]["128K"]["paper"] == 37.34
     assert all(cell["why"].startswith("incomplete: ") for row in table.values() for cell in row.values())
     shared = RunDir(runs[1].root).read_manifest()["stages"]
-    # the authors' head scores stand for detection (no detect stage): the file's scores are taken too
-    assert "detect" not in shared
-    assert shared["helmet_base"]["shared_from"] == shared["merge_scores"]["shared_from"] == str(runs[0].root)
+    assert "detect" not in shared  # the authors' head scores stand for detection
+    assert shared["helmet_base"]["shared_from"] == shared["synthesize_chosen"]["shared_from"] == str(runs[0].root)
