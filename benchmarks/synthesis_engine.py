@@ -106,7 +106,13 @@ def main() -> None:
         messages = [p.messages for p in prompts]
         sampling = cfg.synthesis.sampling.resolved(model_sampling_defaults(model))
         seeds = prompt_seeds(sampling.seed, "synthesize_chosen", first, len(prompts))
-        engine = VLLMBackend(model, "bfloat16" if args.model else "float32", max_model_len=engine_context(cfg))
+        # On CPU a prompt prefilled in chunks takes a sampled token back by rewinding its seeded
+        # generator, which CPU generators cannot: a token budget that holds every prompt keeps them whole.
+        import torch
+
+        whole_prompts = {} if torch.cuda.is_available() else {"max_num_batched_tokens": 1 << 17}
+        engine = VLLMBackend(model, "bfloat16" if args.model else "float32", max_model_len=engine_context(cfg),
+                             engine_args=whole_prompts)
         engine.llm.chat(messages[:8], engine._params(sampling, seeds[:8]), use_tqdm=False)  # warm-up
 
         def bare(with_seeds: bool) -> tuple[float, int]:

@@ -100,7 +100,8 @@ class VLLMBackend:
     uninterrupted one whatever else the engine runs beside it."""
 
     def __init__(self, model_path: str, dtype: str = "bfloat16", tensor_parallel_size: int = 0,
-                 enable_thinking: bool | None = None, max_model_len: int | None = None):
+                 enable_thinking: bool | None = None, max_model_len: int | None = None,
+                 engine_args: dict | None = None):
         try:
             from vllm import LLM
         except ImportError:
@@ -112,7 +113,7 @@ class VLLMBackend:
 
             check_reads_masked_file_last(weight_utils.safetensors_weights_iterator)
         self.llm = LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                       max_model_len=max_model_len)
+                       max_model_len=max_model_len, **(engine_args or {}))
         self.chat_template_kwargs = _chat_template_kwargs(enable_thinking)
         self.opens_reasoning = template_opens_reasoning(self.llm.get_tokenizer(), self.chat_template_kwargs)
 
