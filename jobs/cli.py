@@ -81,9 +81,9 @@ def _run_locally(cfg, until: str | None, max_parallel: int, report=None, progres
 
 
 def _check_inputs(cfg, out=None) -> None:
-    """What can be checked here, before any stage starts: the trackers, detection's NIAH instances,
-    the prompts."""
-    from jobs.stages import detect, prompts
+    """What can be checked here, before any stage starts: the trackers, the installed TRL,
+    detection's NIAH instances, the prompts."""
+    from jobs.stages import detect, prompts, train
 
     out = out or sys.stdout  # looked up now: a default bound at import would keep a replaced stream
     if cfg.train.report_to != [NO_TRACKER]:  # a tracker's name is checked here, not when training starts
@@ -91,13 +91,7 @@ def _check_inputs(cfg, out=None) -> None:
 
         check_report_to(cfg.train.report_to)
 
-    if cfg.train.precompute_ref_log_probs or cfg.train.regime == "trl-0.24":  # the TRL installed runs them?
-        import trl
-
-        from retmask.training import check_trl_support
-
-        check_trl_support(cfg.train, trl.__version__)
-
+    train.check_inputs(cfg)
     count = detect.check_inputs(cfg)
     if count is not None:
         print(f"{count} NIAH instances for detection", file=out)

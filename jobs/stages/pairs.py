@@ -43,12 +43,13 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     # Reasoning goes into `reasoning_content` only where the model's chat template reads it back.
     reasoning_field = "reasoning_content" in (AutoTokenizer.from_pretrained(cfg.model.path).chat_template or "")
     strategy = get_strategy(cfg.strategy)
+    judged = None  # the judge's statistics, for win-lose pairs
     if strategy.trainer == "sft":
         build = build_sft(sample_rows(run, "synthesize_chosen"), cfg.pairs, reasoning_field)
         columns = ["prompt_id", "prompt", "completion"]
     else:
         chosen, rejected = sample_rows(run, "synthesize_chosen"), sample_rows(run, "synthesize_rejected")
-        undecided, judged = None, None
+        undecided = None
         if strategy.judged:
             from jobs.stages.judge import read_verdicts
             from retmask.judging import judge_statistics
@@ -68,7 +69,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     write_jsonl(out / "pairs.jsonl", build.pairs)
     dataset = datasets.Dataset.from_list([{k: p[k] for k in columns} for p in build.pairs])
     statistics = build.statistics()
-    if strategy.trainer != "sft" and judged:
+    if judged:
         statistics["judge"] = judged
     card = dataset_card(cfg, statistics, prompt_statistics(run), masked_heads(cfg, run), columns,
                         model_sampling_defaults(cfg.synthesis_source().path))

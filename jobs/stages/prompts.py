@@ -78,13 +78,13 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.prompts import prepare_prompts
 
     # counted in the tokens of the model whose engine samples them
-    prepared, counts = prepare_prompts(cfg.synthesis.prompts, filters(cfg), cfg.synthesis_source().path,
-                                       processes())
+    chosen = filters(cfg)
+    prepared, counts = prepare_prompts(cfg.synthesis.prompts, chosen, cfg.synthesis_source().path, processes())
     out = run.stage_dir(STAGE)
     with atomic_directory(out / "dataset") as tmp:
         prepared.save_to_disk(str(tmp))
     write_json(out / "statistics.json", {"rows": counts.rows, "prompts": len(prepared),
-                                         "token_limit": cfg.synthesis.prompt_token_limit(engine_context(cfg)),
+                                         "token_limit": chosen.token_limit,
                                          "dropped": dict(sorted(counts.dropped.items()))})
 
 

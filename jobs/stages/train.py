@@ -47,6 +47,16 @@ def _log_up_to(path, step: int | None) -> None:
     write_jsonl(path, rows)
 
 
+def check_inputs(cfg: ExperimentConfig) -> None:
+    """Before any job: the installed TRL runs what the train section asks of it."""
+    if cfg.train.precompute_ref_log_probs or cfg.train.regime == "trl-0.24":
+        import trl
+
+        from retmask.training import check_trl_support
+
+        check_trl_support(cfg.train, trl.__version__)
+
+
 def deepspeed_process_group() -> None:
     """DeepSpeed's process group, before the trainer builds the models. A process no launcher
     started (`retmask run`, a study on this machine) is a world of one, said in the environment:
