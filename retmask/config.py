@@ -129,6 +129,9 @@ class TrainConfig:
     # none; DPO's 5e-7 barely moves a model by SFT, so this is Tulu 3's SFT rate for its 8B model.
     sft_learning_rate: float = 5e-6
     precompute_ref_log_probs: bool = False
+    # Liger's Triton kernels for the model's layers (RMSNorm, RoPE, SwiGLU): less activation memory
+    # on GPUs. Needs the liger-kernel package and a TRL that still takes the flag (before 2.0).
+    use_liger_kernel: bool = False
     max_truncated_share: float = 0.05  # refuse to train when more pairs than this exceed max_length
     deepspeed: str = ""  # a DeepSpeed config (configs/deepspeed/zero{1,2,3}.json) for multi-GPU runs
     seed: int = 0

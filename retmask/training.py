@@ -49,6 +49,9 @@ def check_truncation(report: dict, max_share: float) -> None:
 # deprecated in 1.x and announced for removal in 2.0.
 PRECOMPUTE_UNDER_ZERO_SINCE = "1.9"
 KEEP_END_UNTIL = "2.0"
+# TRL 1.x deprecates use_liger_kernel and announces its removal in 2.0; it applies Liger's layer
+# kernels only (not the fused cross-entropy, which its DPO replaces), which run under every ZeRO stage.
+LIGER_UNTIL = "2.0"
 
 
 def deepspeed_stage(config_path: str) -> int:
@@ -58,9 +61,11 @@ def deepspeed_stage(config_path: str) -> int:
     return int(json.loads(Path(config_path).read_text()).get("zero_optimization", {}).get("stage", 0))
 
 
-def check_trl_support(train, trl_version: str) -> None:
-    """Refuse, before any job, a train section the installed TRL cannot run."""
+def check_trl_support(train, trl_version: str, liger_version: str | None = None) -> None:
+    """Refuse, before any job, a train section the installed TRL (and liger-kernel, when asked for:
+    `liger_version` None = not installed) cannot run."""
     from packaging.version import Version
+    from trl.import_utils import LIGER_KERNEL_MIN_VERSION
 
     stage = deepspeed_stage(train.deepspeed)
     if train.precompute_ref_log_probs and stage >= 2 and Version(trl_version) < Version(PRECOMPUTE_UNDER_ZERO_SINCE):
@@ -70,6 +75,21 @@ def check_trl_support(train, trl_version: str) -> None:
     if train.regime == "trl-0.24" and Version(trl_version) >= Version(KEEP_END_UNTIL):
         raise TrainingError(f"train.regime trl-0.24 truncates keeping the end, which TRL {trl_version} no longer "
                             f"has (removed in {KEEP_END_UNTIL}); install TRL < {KEEP_END_UNTIL}, or set train.regime: full")
+    if train.use_liger_kernel:
+        if Version(trl_version) >= Version(LIGER_UNTIL):
+            raise TrainingError(f"train.use_liger_kernel: TRL {trl_version} no longer takes it (removed in "
+                                f"{LIGER_UNTIL}); install TRL < {LIGER_UNTIL}, or set train.use_liger_kernel: false")
+        if liger_version is None or Version(liger_version) < Version(LIGER_KERNEL_MIN_VERSION):
+            found = "is not installed" if liger_version is None else f"{liger_version} is installed"
+            raise TrainingError(f"train.use_liger_kernel needs liger-kernel >= {LIGER_KERNEL_MIN_VERSION}; it {found}: "
+                                f"pip install 'liger-kernel>={LIGER_KERNEL_MIN_VERSION}' where the jobs run, or set "
+                                "train.use_liger_kernel: false")
+
+
+def check_liger_device(train, use_cpu: bool) -> None:
+    if train.use_liger_kernel and use_cpu:
+        raise TrainingError("train.use_liger_kernel: Liger's kernels are Triton kernels for CUDA GPUs and this "
+                            "process has none; set train.use_liger_kernel: false to train on CPU")
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -96,6 +116,7 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 def common_arguments(train, output_dir: Path, world_size: int, use_cpu: bool) -> dict:
     """TrainingArguments both trainers take, from the experiment's TrainConfig (paper defaults)."""
+    check_liger_device(train, use_cpu)
     return dict(
         output_dir=str(output_dir),
         learning_rate=train.learning_rate,
@@ -123,6 +144,7 @@ def common_arguments(train, output_dir: Path, world_size: int, use_cpu: bool) ->
         seed=train.seed,
         data_seed=train.seed,
         use_cpu=use_cpu,
+        use_liger_kernel=train.use_liger_kernel,
         disable_tqdm=True,
         deepspeed=train.deepspeed or None,
     )

@@ -7,8 +7,8 @@ Every prompt is seeded by its place in the prompt list and by the stage, so chos
 are independent samples even where the two models agree, and a restarted shard ends with the rows
 an uninterrupted run writes (none lost, none twice). vLLM is given the shard's whole prompt list
 and its rows are written as they finish (a restart redoes only the prompts without a row); the HF
-backend samples in batches sharing one random stream, written a batch at a time (a restart keeps
-the finished batches).
+backend samples in batches of prompts of like length (less padding), each batch sharing one random
+stream and written whole (a restart keeps the finished batches).
 """
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def prompt_seeds(base_seed: int, stage: str, first_index: int, count: int) -> li
         return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
     return [seed(first_index + i) for i in range(count)]
+
+
+def length_batches(prompts: list, size: int) -> list[list[int]]:
+    """The HF backend's batches: prompt positions, longest prompts first (an out-of-memory shows in
+    the first batch), `size` at a time. Fixed by the prompts alone, so a restart forms the same ones."""
+    def length(i: int) -> int:
+        return sum(len(str(message.get("content") or "")) for message in prompts[i].messages)
+
+    order = sorted(range(len(prompts)), key=lambda i: (-length(i), i))
+    return [order[i:i + size] for i in range(0, len(order), size)]
 
 
 def _complete_batches(rows: list[dict], batches: list[list]) -> int:
@@ -80,8 +90,9 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
         ids = {prompt.prompt_id for prompt in mine}
         kept = [row for row in rows if row["prompt_id"] in ids]
     else:  # HF batches share a random stream: a batch cut short is regenerated whole
-        batches = [mine[i:i + s.batch_size] for i in range(0, len(mine), s.batch_size)]
-        kept_ids = {p.prompt_id for batch in batches[:_complete_batches(rows, batches)] for p in batch}
+        batches = [[mine[i] for i in batch] for batch in length_batches(mine, s.batch_size)]
+        done_batches = _complete_batches(rows, batches)
+        kept_ids = {p.prompt_id for batch in batches[:done_batches] for p in batch}
         kept = [row for row in rows if row["prompt_id"] in kept_ids]
     if len(kept) != len(rows):
         write_jsonl(rows_file.path, kept)
@@ -102,9 +113,9 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
             rows_file.append([_row(mine[todo[j]], out, backend.opens_reasoning, row_print) for j, out in outputs])
             progress.advance(len(outputs), tokens=sum(out.completion_tokens for _, out in outputs))
         return
-    for start in range(todo[0], len(mine), s.batch_size):  # todo starts on a batch boundary
-        batch = mine[start:start + s.batch_size]
-        outputs = backend.generate([p.messages for p in batch], sampling, seeds[start:start + len(batch)])
+    for positions in length_batches(mine, s.batch_size)[done_batches:]:
+        batch = [mine[i] for i in positions]
+        outputs = backend.generate([p.messages for p in batch], sampling, [seeds[i] for i in positions])
         rows_file.append([_row(prompt, out, backend.opens_reasoning, row_print) for prompt, out in zip(batch, outputs)])
         progress.advance(len(outputs), tokens=sum(out.completion_tokens for out in outputs))
 

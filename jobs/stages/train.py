@@ -48,13 +48,20 @@ def _log_up_to(path, step: int | None) -> None:
 
 
 def check_inputs(cfg: ExperimentConfig) -> None:
-    """Before any job: the installed TRL runs what the train section asks of it."""
-    if cfg.train.precompute_ref_log_probs or cfg.train.regime == "trl-0.24":
+    """Before any job: the installed TRL (and liger-kernel) runs what the train section asks of it."""
+    t = cfg.train
+    if t.precompute_ref_log_probs or t.regime == "trl-0.24" or t.use_liger_kernel:
+        from importlib.metadata import PackageNotFoundError, version
+
         import trl
 
         from retmask.training import check_trl_support
 
-        check_trl_support(cfg.train, trl.__version__)
+        try:
+            liger = version("liger-kernel")
+        except PackageNotFoundError:
+            liger = None
+        check_trl_support(t, trl.__version__, liger)
 
 
 def deepspeed_process_group() -> None:

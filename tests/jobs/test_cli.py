@@ -154,6 +154,10 @@ def test_an_empty_prompt_set_or_too_many_shards_stop_before_any_job(tmp_path, ca
         assert ("synthesis.shards: 200 shards for at most 128 prompts (512 rows, max_prompts 128); use at most 128 "
                 "shards") in capsys.readouterr().err
         assert not run_dir.exists()  # nothing written, nothing queued
+        # a train key the installed packages cannot run (liger-kernel is not installed here)
+        assert main(command + ["--run-dir", str(run_dir), "--set", "train.use_liger_kernel=true"]) == 2
+        assert "train.use_liger_kernel needs liger-kernel >= 0.8.2; it is not installed" in capsys.readouterr().err
+        assert not run_dir.exists()
 
 
 def test_run_and_submit_rehearse_a_single_config_beside_the_real_run(paper_inputs, tmp_path, capsys):

@@ -42,6 +42,25 @@ def test_the_papers_regime_needs_a_trl_that_still_keeps_the_end():
     check_trl_support(TrainConfig(), "2.0.0")
 
 
+def test_liger_kernels_need_the_package_and_a_trl_that_still_takes_them():
+    liger = TrainConfig(use_liger_kernel=True)
+    with pytest.raises(TrainingError, match=r"needs liger-kernel >= 0.8.2; it is not installed: pip install"):
+        check_trl_support(liger, "1.16.0", None)
+    with pytest.raises(TrainingError, match=r"it 0.7.0 is installed"):
+        check_trl_support(liger, "1.16.0", "0.7.0")
+    with pytest.raises(TrainingError, match=r"TRL 2.0.0 no longer takes it"):
+        check_trl_support(liger, "2.0.0", "0.8.5")
+    check_trl_support(liger, "1.16.0", "0.8.5")
+
+
+def test_liger_kernels_are_refused_where_training_has_no_gpu(tmp_path):
+    from retmask.training import common_arguments
+
+    with pytest.raises(TrainingError, match="Triton kernels for CUDA GPUs"):
+        common_arguments(TrainConfig(use_liger_kernel=True), tmp_path, 1, use_cpu=True)
+    assert common_arguments(TrainConfig(use_liger_kernel=True), tmp_path, 1, use_cpu=False)["use_liger_kernel"]
+
+
 def test_the_papers_regime_is_checked():
     from retmask.config import ConfigError
 

@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from jobs.stages.prompts import run as prepare_prompts
+from jobs.stages.prompts import run as prepare_prompts, shard_prompts
+from jobs.stages.synthesize import length_batches
 from jobs.runner import load_run_config
 from retmask.config import load_config, save_config
 from retmask.rows import RowFile
@@ -39,6 +40,9 @@ def test_killed_shard_resumes_to_the_uninterrupted_rows(tmp_path, toy_model_dir)
     assert shard_process(whole).wait(timeout=300) == 0
     expected = rows(whole)
     assert len(expected) == 48
+    prompts = shard_prompts(load_run_config(whole), whole, 0)[0]
+    assert [row["prompt_id"] for row in expected] == [prompts[i].prompt_id for batch in length_batches(prompts, 4)
+                                                      for i in batch]  # batched by length
 
     cut = make_run(tmp_path / "cut")
     process = shard_process(cut)
@@ -72,6 +76,21 @@ def test_prompt_seeds_are_per_prompt_and_per_stage():
     chosen = prompt_seeds(0, "synthesize_chosen", 0, 8)
     assert prompt_seeds(0, "synthesize_chosen", 4, 4) == chosen[4:]  # the same whatever the batching
     assert len(set(chosen)) == 8 and not set(chosen) & set(prompt_seeds(0, "synthesize_rejected", 0, 8))
+
+
+def test_hf_batches_hold_prompts_of_like_length_longest_first():
+    """Padding costs the HF backend a batch's longest prompt for every row: batches are formed over
+    the prompts sorted by length, and are the same on every restart."""
+    from types import SimpleNamespace
+
+    from jobs.stages.synthesize import length_batches
+
+    lengths = [5, 300, 12, 80, 300, 1, 44, 7, 150]
+    prompts = [SimpleNamespace(messages=[{"role": "system", "content": "x" * (n // 2)},
+                                         {"role": "user", "content": "y" * (n - n // 2)}]) for n in lengths]
+    batches = length_batches(prompts, 4)
+    assert batches == [[1, 4, 8, 3], [6, 2, 7, 0], [5]]  # ties keep prompt order
+    assert length_batches(prompts, 4) == batches
 
 
 def test_the_same_model_in_both_roles_draws_independent_samples(tmp_path, toy_model_dir):
