@@ -81,8 +81,9 @@ class ClusterPipeline:
     # ------------------------------------------------------------------ what each job asks for
 
     def uses_launcher(self, stage: Stage) -> bool:
-        """Training on GPUs runs `accelerate launch` once per node; everything else is one process."""
-        return stage.name == "train" and self.profile.gpus_per_node > 0
+        """Training on GPUs (or CPU processes, see train_cpu_processes) runs `accelerate launch` once
+        per node; everything else is one process."""
+        return stage.name == "train" and self.profile.train_processes() > 0
 
     def request(self, stage: Stage) -> JobRequest:
         """What a job of this stage asks for: GPUs for GPU work, else CPUs (on the CPU partition

@@ -1,5 +1,11 @@
 """Multi-GPU / multi-node training launch: one task per node, each running `accelerate launch`
-with c10d rendezvous on the first node of the allocation.
+with a static rendezvous on the first node of the allocation, at a port chosen free there.
+
+Static, not c10d: accelerate's `--same_network` passes the rendezvous as master address and port,
+which torchrun's c10d backend ignores (its agents met on port 29400 whatever was asked, and it
+ranks the nodes in the order they arrive, not by the scheduler's node rank). DeepSpeed runs under
+accelerate's `standard` multi-node launcher (torchrun on each node): its default, pdsh, would
+itself ssh to every host from the first.
 
 The machine rank is read on each node when its task starts, from the scheduler's job environment
 (SLURM_NODEID under srun; RETMASK_NODE_RANK for the tasks Grid Engine and PBS scripts start per
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import time
 
@@ -28,14 +35,15 @@ NODE_RANK_SOURCES = {
 
 def accelerate_command(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str, machine_rank: str,
                        main_host: str, port: int | str) -> list[str]:
-    nodes, gpus = profile.train_nodes, profile.gpus_per_node
-    command = ["accelerate", "launch", "--num_machines", str(nodes), "--num_processes", str(nodes * gpus),
+    nodes, per_node = profile.train_nodes, profile.train_processes()
+    command = ["accelerate", "launch", "--num_machines", str(nodes), "--num_processes", str(nodes * per_node),
                "--machine_rank", machine_rank, "--main_process_ip", main_host, "--main_process_port", str(port),
-               "--rdzv_backend", "c10d", "--same_network"]
+               "--rdzv_backend", "static", "--same_network"]
     if cfg.train.deepspeed:
-        command += ["--use_deepspeed", "--deepspeed_config_file", cfg.train.deepspeed]
+        command += ["--use_deepspeed", "--deepspeed_config_file", cfg.train.deepspeed,
+                    "--deepspeed_multinode_launcher", "standard"]
     else:
-        command += ["--multi_gpu"] if nodes * gpus > 1 else []
+        command += ["--multi_gpu"] if nodes * per_node > 1 else []  # on CPUs too: DDP over gloo
     if cfg.train.bf16:
         command += ["--mixed_precision", "bf16"]
     return command + ["-m", "jobs.stages.train_entry", run_root]
@@ -49,12 +57,13 @@ def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: st
     one_node = profile.kind != "slurm" and profile.train_nodes == 1  # its one task: rank 0, here
     rank, host = ("0", "<this host>") if one_node else NODE_RANK_SOURCES.get(profile.kind, ("0", "<this host>"))
     command = accelerate_command(cfg, profile, run_root, rank, host, "<a free port of the first host>")
-    gpus = profile.train_nodes * profile.gpus_per_node
+    processes = profile.train_nodes * profile.train_processes()
+    what = "GPUs" if profile.gpus_per_node else "CPU processes"
     t = cfg.train
-    steps = gradient_accumulation(t.global_batch_size, t.per_device_batch_size, gpus)
+    steps = gradient_accumulation(t.global_batch_size, t.per_device_batch_size, processes)
     return (" ".join(shlex.quote(part) if not part.startswith(("$", "<")) else part for part in command) + "\n"
             f"global batch {t.global_batch_size} = per-device batch {t.per_device_batch_size} x gradient "
-            f"accumulation {steps} x {gpus} GPUs ({profile.train_nodes} node(s) x {profile.gpus_per_node})")
+            f"accumulation {steps} x {processes} {what} ({profile.train_nodes} node(s) x {profile.train_processes()})")
 
 
 def this_node() -> tuple[str, str]:
@@ -77,13 +86,11 @@ def rendezvous_port(run, rank: str, timeout_s: float = 600) -> int:
     """A port free on the first node, chosen there and shared through the run directory: a fixed
     port collides with another job's rendezvous on a shared node. Keyed by job and restart, so a
     requeued job never reads its previous attempt's port."""
-    import socket
-
     from retmask.io import write_text
 
     path = run.log_dir("train") / f"rendezvous-{_job_key()}.port"
     if rank == "0":
-        with socket.socket() as probe:
+        with socket.socket() as probe:  # a port taken on this host is never chosen
             probe.bind(("", 0))
             port = probe.getsockname()[1]
         write_text(path, str(port))
@@ -125,6 +132,8 @@ def launch_training(run_root: str, before=(), after=(), waits_for=(), shared: di
     profile = ClusterProfile(**{k: v for k, v in run.read_manifest()["profile"].items()})
     rank, main_host = this_node()  # read here, on this node
     port = rendezvous_port(run, rank)
+    print(f"training node {rank} of {profile.train_nodes} on {socket.gethostname()}: rendezvous at "
+          f"{main_host}:{port}", flush=True)
     started = time.perf_counter()
     subprocess.run(accelerate_command(cfg, profile, run_root, rank, main_host, port), check=True)
     if rank == "0":

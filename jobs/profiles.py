@@ -46,6 +46,9 @@ class ClusterProfile:
     mem_gb: int = 16  # CPU-only stages
     time_limit_min: dict[str, int] = field(default_factory=lambda: {"default": 240})
     train_nodes: int = 1
+    # Training processes a node where nodes have no GPUs (gloo where NCCL would run: the local test
+    # clusters); 0 with GPUs, where training runs one process a GPU.
+    train_cpu_processes: int = 0
     setup: list[str] = field(default_factory=list)  # lines run before each job: modules, env activation
     array_parallelism: int = 64
     max_array_size: int = 0  # 0: read MaxArraySize from the scheduler
@@ -92,8 +95,17 @@ class ClusterProfile:
             stage, minutes = max(self.time_limit_min.items(), key=lambda item: item[1])
             raise ConfigError(f"{key}.time_limit_min.{stage}: {minutes} minutes is over the site's cap of "
                               f"{self.max_time_limit_min}")
-        if self.train_nodes < 1 or (self.train_nodes > 1 and self.gpus_per_node < 1):
-            raise ConfigError(f"{key}.train_nodes: {self.train_nodes} needs train_nodes >= 1 and GPUs per node")
+        if self.train_cpu_processes < 0 or (self.train_cpu_processes and self.gpus_per_node):
+            raise ConfigError(f"{key}.train_cpu_processes: {self.train_cpu_processes}; it is for nodes without GPUs "
+                              f"(this profile's have {self.gpus_per_node}, which train one process each): give 0, or "
+                              "gpus_per_node: 0")
+        if self.train_nodes < 1 or (self.train_nodes > 1 and self.train_processes() < 1):
+            raise ConfigError(f"{key}.train_nodes: {self.train_nodes} needs train_nodes >= 1 and, on more than one "
+                              "node, GPUs per node (or train_cpu_processes on nodes without GPUs)")
+
+    def train_processes(self) -> int:
+        """Training processes on each node: one a GPU, else train_cpu_processes (0: no launcher)."""
+        return self.gpus_per_node or self.train_cpu_processes
 
     def time_limit(self, stage: str) -> int:
         return self.time_limit_min.get(stage, self.time_limit_min["default"])

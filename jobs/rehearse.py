@@ -22,7 +22,7 @@ BANNER = (f"REHEARSAL: tiny random twins of the models, every workload cut to a 
 
 def training_world(profile) -> int:
     """The processes a profile's training job runs (its GPUs; one where it has none)."""
-    return profile.train_nodes * max(profile.gpus_per_node, 1) if profile.kind != "local" else 1
+    return profile.train_nodes * max(profile.train_processes(), 1) if profile.kind != "local" else 1
 
 
 def check_real_grid(cfg: ExperimentConfig) -> None:

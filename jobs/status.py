@@ -74,15 +74,26 @@ def last_error_line(path: Path) -> str | None:
 
 
 def stderr_path(folder: str | None, job_id: str | None) -> Path | None:
+    """A job's stderr; of a job of several tasks (one a node), that of the task that stopped first:
+    the others were stopped after it, and their errors tell only that."""
     if not folder or not job_id:
         return None
-    return Path(folder) / f"{job_id}_0_log.err"
+    first = Path(folder) / f"{job_id}_0_log.err"
+    task = re.compile(re.escape(job_id) + r"_\d+_log\.err")
+    tasks = [path for path in Path(folder).glob(f"{job_id}_*_log.err") if task.fullmatch(path.name)]
+    if len(tasks) < 2:
+        return first
+    return min(tasks, key=lambda path: (path.stat().st_mtime, path.name))
 
 
 def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageStatus], str]:
     manifest = run.read_manifest()
     stages = manifest.get("stages", {})
-    job_ids = [job for entry in stages.values() for job in entry.get("job_ids", {}).values()]
+    done_shards = {name: _done_markers(run, name, entry.get("fingerprint", "")) for name, entry in stages.items()}
+    # The scheduler is asked about unfinished shards only: a finished one may have run elsewhere (a
+    # run taken locally through its pairs, then submitted), under an id this scheduler refuses.
+    job_ids = [job for name, entry in stages.items() for shard, job in entry.get("job_ids", {}).items()
+               if int(shard) not in done_shards[name]]
     scheduler = scheduler_of_run(manifest) if query_scheduler else None
     states, source = scheduler.states(job_ids) if scheduler and job_ids else ({}, "none")
     local_alive = _local_driver_alive(manifest)
@@ -93,7 +104,7 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
     for name in manifest.get("order", list(stages)):
         entry = stages.get(name, {})
         status = StageStatus(name, entry.get("shards", 0))
-        done = _done_markers(run, name, entry.get("fingerprint", ""))
+        done = done_shards.get(name, set())
         if entry.get("shared_from") and len(done) < status.shards:
             # taken from another run of the study once its jobs there end: as far as it is there
             owner = entry["shared_from"]

@@ -69,6 +69,24 @@ def small_toy_run(tmp_path_factory, toy_model_dir) -> SmallRun:
     return SmallRun(run, load_run_config(run), card)
 
 
+TOY_PAIRS = ["synthesis.max_prompts=32"]
+
+
+@pytest.fixture(scope="session")
+def toy_pairs_run(tmp_path_factory, toy_model_dir) -> Path:
+    """configs/tiny.yaml with TOY_PAIRS run locally through its pairs: the training tests copy it
+    and set their own train keys (which no stage before training reads)."""
+    from jobs.local import LocalPipeline
+    from jobs.runner import record_config
+    from retmask.config import load_config
+
+    cfg = load_config(REPO / "configs" / "tiny.yaml", TOY_PAIRS)
+    cfg.run_dir = str(tmp_path_factory.mktemp("toy-pairs") / "run")
+    run = record_config(cfg)
+    LocalPipeline(cfg, run, log=lambda line: None, until="pairs").execute(max_parallel=2)
+    return run.root
+
+
 @pytest.fixture(scope="session")
 def paper_inputs(tmp_path_factory) -> dict[str, str]:
     """inputs.NAME -> path for the paper's studies: the six models' checkpoint folders (config and

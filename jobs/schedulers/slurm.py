@@ -34,7 +34,10 @@ class SlurmScheduler(Scheduler):
             "setup": list(request.setup),
             # Slurm 22.05-23.02 steps no longer inherit --cpus-per-task: give it to srun too, or
             # with CPU binding every engine and launcher runs on one core.
-            "srun_args": ["--cpus-per-task", str(request.cpus)],
+            "srun_args": ["--cpus-per-task", str(request.cpus)]
+            # A multi-node step ends when one of its tasks fails: the others would otherwise wait in
+            # their collectives for the process group's timeout (30 min) before the job ends.
+            + (["--kill-on-bad-exit=1"] if request.nodes > 1 else []),
             "wckey": None,  # submitit's default wckey is refused where wckeys are enforced
         }
         if request.gpus:

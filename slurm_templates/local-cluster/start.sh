@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Start a real single-node SLURM test cluster on this Debian machine, without systemd:
-# munged, MariaDB, slurmdbd, slurmctld and slurmd run as background processes whose PIDs are
-# recorded in the state directory, so that stop.sh stops exactly those.
+# Start a real SLURM test cluster on this Debian machine, without systemd: munged, MariaDB,
+# slurmdbd, slurmctld and slurmd run as background processes whose PIDs are recorded in the state
+# directory, so that stop.sh stops exactly those. Partition `debug` (the default) is this host;
+# partition `two-nodes` is two more nodes, retmask-node1 and retmask-node2, each a slurmd in a
+# network and hostname namespace of its own with its own address (10.77.0.1, .2) on a bridge, so
+# that a job across them rendezvous over the network as on a real cluster. Where this machine
+# cannot make network namespaces, the cluster has the host's node alone.
 #
 #   start.sh            install what is missing, write the configs, start what is not running,
 #                       wait until the node is idle and accounting answers
@@ -26,18 +30,47 @@ PARTITION=debug
 DB_SOCKET=/run/mysqld/mysqld.sock   # the default socket: slurmdbd's MariaDB client finds it
 LIMITED_QOS=retmask-submit-limit   # a QoS allowing 3 queued or running jobs per user
 DB_USER=slurm DB_PASS=retmask-local DB_NAME=slurm_acct_db
-DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)   # in start order
+DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)   # in start order (the two nodes' slurmds follow)
+TWO_NODES=(retmask-node1 retmask-node2) TWO_PARTITION=two-nodes
+NET=10.77.0 BRIDGE=rmslurm0   # the nodes' addresses NET.1, NET.2; the host's NET.254 on BRIDGE
+HOSTS_MARKER="# retmask local-cluster node"
 PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
 T0=$(date +%s%N)
 
 TAG=retmask-slurm
 # shellcheck source=../local-daemons.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../local-daemons.sh"
+daemon_logs() {  # slurmd's log is named after its node (SlurmdLogFile=slurmd-%n.log)
+    case $1 in
+        slurmd) echo "$LOG/slurmd.out" "$LOG/slurmd-$HOST.log" ;;
+        *) echo "$LOG/$1.out" "$LOG/$1.log" ;;
+    esac
+}
 
 all_running() {
-    local d
+    local d node
     for d in "${DAEMONS[@]}"; do our_pid "$d" > /dev/null || return 1; done
+    if grep -q "^PartitionName=$TWO_PARTITION " "$CONF_DIR/slurm.conf" 2> /dev/null; then
+        for node in "${TWO_NODES[@]}"; do our_pid "slurmd-$node" > /dev/null || return 1; done
+    fi
     timeout 10 sinfo -h > /dev/null 2>&1
+}
+node_network() {  # the two nodes' namespaces, bridge and names; fails where namespaces cannot be made
+    local i node
+    ip link show "$BRIDGE" > /dev/null 2>&1 || {
+        ip link add "$BRIDGE" type bridge && ip addr add "$NET.254/24" dev "$BRIDGE"; } || return 1
+    ip link set "$BRIDGE" up || return 1
+    for i in 1 2; do
+        node=${TWO_NODES[$((i - 1))]}
+        ip netns list | grep -qw "^$node" || ip netns add "$node" || return 1
+        if ! ip link show "rmveth$i" > /dev/null 2>&1; then
+            ip link add "rmveth$i" type veth peer name eth0 netns "$node" &&
+                ip link set "rmveth$i" master "$BRIDGE" && ip link set "rmveth$i" up &&
+                ip -n "$node" addr add "$NET.$i/24" dev eth0 && ip -n "$node" link set eth0 up &&
+                ip -n "$node" link set lo up || return 1
+        fi
+        grep -q "^$NET.$i $node " /etc/hosts || echo "$NET.$i $node $HOSTS_MARKER" >> /etc/hosts
+    done
 }
 launch() {  # launch NAME CMD... : run CMD in its own session in the background, record its PID
     local name=$1 pid
@@ -61,7 +94,7 @@ if all_running; then
 fi
 
 # --- packages ---------------------------------------------------------------------------------
-mkdir -p "$PIDS" "$LOG" "$STATE/slurmctld" "$STATE/slurmd"
+mkdir -p "$PIDS" "$LOG" "$STATE/slurmctld" "$STATE/slurmd/$(hostname -s)"
 chmod 755 "$STATE"   # MariaDB (user mysql) must reach its data directory below it
 install_missing "${PACKAGES[@]}"
 
@@ -87,6 +120,15 @@ fi
 
 # The node as slurmd itself detects it (so the node does not drain for "low" CPUs/memory).
 HOST=$(hostname -s)
+CTLD_ADDR=127.0.0.1 NODE_LINES="" PARTITION_LINES=""
+if node_network 2>> "$LOG/network.log"; then
+    CTLD_ADDR=$NET.254   # the nodes reach the controller over the bridge
+    NODE_LINES="NodeName=retmask-node[1-2] NodeAddr=$NET.[1-2]"
+    PARTITION_LINES="PartitionName=$TWO_PARTITION Nodes=retmask-node[1-2] MaxTime=INFINITE State=UP"
+    DAEMONS+=("${TWO_NODES[@]/#/slurmd-}")
+else
+    say "no network namespaces here (see $LOG/network.log): the cluster has the host's node alone"
+fi
 hw=$(slurmd -C 2> /dev/null | head -n 1 || true)
 CPUS=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<< "$hw")
 MEM=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<< "$hw")
@@ -106,7 +148,7 @@ put_conf "$CONF_DIR/slurm.conf" 644 << EOF
 $MARKER
 # Single node, no systemd, no cgroups (proctrack/linuxproc + task/none: no cgroup.conf needed).
 ClusterName=$CLUSTER
-SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldHost=$HOST($CTLD_ADDR)
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
@@ -133,13 +175,15 @@ JobCompType=jobcomp/none
 SlurmctldPort=6817
 SlurmdPort=6818
 StateSaveLocation=$STATE/slurmctld
-SlurmdSpoolDir=$STATE/slurmd
+SlurmdSpoolDir=$STATE/slurmd/%n
 SlurmctldPidFile=$STATE/slurmctld/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd/slurmd.pid
+SlurmdPidFile=$STATE/slurmd/%n.pid
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
+SlurmdLogFile=$LOG/slurmd-%n.log
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+${NODE_LINES:+$NODE_LINES CPUs=$CPUS RealMemory=$MEM State=UNKNOWN}
+PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+$PARTITION_LINES
 EOF
 put_conf "$CONF_DIR/slurmdbd.conf" 600 << EOF
 $MARKER
@@ -215,6 +259,20 @@ wait_until slurmctld "controller answer" timeout 10 sh -c 'scontrol ping | grep 
 our_pid slurmd > /dev/null || launch slurmd /usr/sbin/slurmd -D
 wait_until slurmd "idle node $HOST in sinfo" timeout 10 \
     sh -c "sinfo -h -n '$HOST' -o %t | grep -qxE 'idle|mix|alloc'"
+if [ -n "$NODE_LINES" ]; then
+    # Each in its network namespace, under its own hostname. nsenter, not `ip netns exec`, which
+    # remounts /sys without the cgroup filesystem slurmd looks for.
+    for node in "${TWO_NODES[@]}"; do
+        mkdir -p "$STATE/slurmd/$node"
+        our_pid "slurmd-$node" > /dev/null || launch "slurmd-$node" nsenter --net="/run/netns/$node" unshare --uts \
+            sh -c "hostname $node && exec /usr/sbin/slurmd -D -N $node"
+    done
+    for node in "${TWO_NODES[@]}"; do
+        wait_until "slurmd-$node" "idle node $node in sinfo" timeout 10 \
+            sh -c "sinfo -h -n '$node' -o %t | grep -qxE 'idle|mix|alloc'"
+    done
+fi
 wait_until slurmdbd "answer from sacct" timeout 10 sacct -n -X -a -S now
 
-say "SLURM up in $(elapsed): partition $PARTITION, node $HOST ($CPUS CPUs, $MEM MB), state $STATE"
+say "SLURM up in $(elapsed): partition $PARTITION, node $HOST ($CPUS CPUs, $MEM MB)${NODE_LINES:+; partition \
+$TWO_PARTITION, nodes ${TWO_NODES[*]}}; state $STATE"

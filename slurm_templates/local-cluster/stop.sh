@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the single-node SLURM test cluster started by start.sh: cancel all jobs, then stop exactly
+# Stop the SLURM test cluster started by start.sh: cancel all jobs, then stop exactly
 # the processes whose PIDs start.sh recorded (SIGTERM, SIGKILL after a bounded wait).
 # Idempotent: with nothing running it says so and exits 0. Configs, logs, Slurm state and the
 # accounting database stay in place, so the next start.sh is a warm start.
@@ -33,7 +33,7 @@ if our_pid slurmctld > /dev/null; then
 fi
 
 stopped=()
-for name in slurmd slurmctld slurmdbd mariadbd munged; do   # reverse start order
+for name in slurmd-retmask-node2 slurmd-retmask-node1 slurmd slurmctld slurmdbd mariadbd munged; do   # reverse start order
     ran=$(stop_daemon "$name" "$WAIT") && [ -n "$ran" ] && stopped+=("$ran")
 done
 

@@ -64,6 +64,8 @@ def test_golden_scripts_carry_what_a_cluster_needs():
     assert "#SBATCH --nodes=2" in train and "#SBATCH --ntasks-per-node=1" in train
     assert "#SBATCH --gpus-per-node=8" in train and "#SBATCH --account=gxa50000" in train
     assert "--machine_rank $SLURM_NODEID" in train  # read on each node, not once in the script
+    assert "--kill-on-bad-exit=1" in train  # a node whose peer died does not wait in its collectives
+    assert "--kill-on-bad-exit" not in one  # one node: nothing to wait for
     assert "gradient accumulation 16 x 16 GPUs" in train
     assert "#SBATCH --array=0-63%64" in two and "--signal=USR2@120" in two
     for shape, request, remote in (("tsubame4-h100-2x4", "#$ -l node_f=2", "qrsh -inherit -nostdin"),

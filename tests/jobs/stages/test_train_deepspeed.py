@@ -19,16 +19,14 @@ import pytest
 import torch
 
 from jobs.launch import accelerate_command
-from jobs.local import LocalPipeline
 from jobs.profiles import ClusterProfile
 from jobs.runner import load_run_config
 from jobs.stages.train import train_log_path, trained_model_dir
 from retmask.config import load_config, save_config
 from retmask.io import read_json, read_jsonl
 from retmask.rundir import RunDir
-from tests.conftest import REPO
+from tests.conftest import REPO, TOY_PAIRS
 
-PAIRS_OVERRIDES = ["synthesis.max_prompts=32"]
 STEPS = 3  # step 1 runs at the warm-up's zero rate; the weights move from step 2 on
 TRAIN_OVERRIDES = [f"train.max_steps={STEPS}", "train.per_device_batch_size=8", "train.global_batch_size=16",
                    "train.logging_steps=1", "train.save_steps=100", "train.bf16=false",
@@ -51,16 +49,6 @@ from jobs.stages.train_entry import main  # noqa: E402
 
 main(args.run)
 '''
-
-
-@pytest.fixture(scope="module")
-def pairs_run(tmp_path_factory, toy_model_dir) -> Path:
-    """A tiny run taken through the pairs stage, shared by the parametrizations (copied by each)."""
-    root = tmp_path_factory.mktemp("deepspeed-pairs") / "run"
-    run = RunDir(root)
-    save_config(load_config(REPO / "configs" / "tiny.yaml", PAIRS_OVERRIDES), run.config_path)
-    LocalPipeline(load_run_config(run), run, log=lambda line: None, until="pairs").execute(max_parallel=2)
-    return root
 
 
 def _free_port() -> int:
@@ -88,13 +76,13 @@ def _command(launcher: str, cfg, run: RunDir, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("stage, launcher", [(2, "accelerate"), (3, "deepspeed")], ids=["zero2", "zero3"])
-def test_dpo_trains_under_deepspeed_zero_on_cpu(stage, launcher, pairs_run, tmp_path):
+def test_dpo_trains_under_deepspeed_zero_on_cpu(stage, launcher, toy_pairs_run, tmp_path):
     from transformers import AutoModelForCausalLM
 
     run = RunDir(tmp_path / "run")
-    shutil.copytree(pairs_run, run.root)
+    shutil.copytree(toy_pairs_run, run.root)
     ds_config = REPO / "configs" / "deepspeed" / f"zero{stage}.json"
-    overrides = PAIRS_OVERRIDES + TRAIN_OVERRIDES + [f"train.deepspeed={ds_config}"]
+    overrides = TOY_PAIRS + TRAIN_OVERRIDES + [f"train.deepspeed={ds_config}"]
     cfg = load_config(REPO / "configs" / "tiny.yaml", overrides)
     save_config(cfg, run.config_path)
     assert Path(load_run_config(run).train.deepspeed).is_file()

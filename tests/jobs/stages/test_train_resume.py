@@ -3,24 +3,23 @@ started again resumes from its latest checkpoint: it ends at the configured numb
 where it resumed, and its jsonl log holds every step exactly once, in order."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from jobs.local import LocalPipeline
-from jobs.runner import load_run_config
 from jobs.stages.train import train_log_path, trainer_dir
 from retmask.config import load_config, save_config
 from retmask.io import read_json, read_jsonl
 from retmask.rundir import RunDir
 from retmask.training import latest_checkpoint
-from tests.conftest import REPO
+from tests.conftest import REPO, TOY_PAIRS
 
 TOTAL_STEPS = 8
 SAVE_STEPS = 2
 KILL_AFTER_STEP = 4  # kill once a checkpoint at least this far on exists
-OVERRIDES = ["synthesis.max_prompts=32", f"train.max_steps={TOTAL_STEPS}", f"train.save_steps={SAVE_STEPS}",
+OVERRIDES = [*TOY_PAIRS, f"train.max_steps={TOTAL_STEPS}", f"train.save_steps={SAVE_STEPS}",
              "train.logging_steps=1", "train.per_device_batch_size=8", "train.global_batch_size=8"]
 TIMEOUT_S = 300
 
@@ -72,11 +71,11 @@ def _tail(path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def test_training_killed_mid_run_resumes_from_its_checkpoint_with_a_continuous_log(tmp_path, toy_model_dir):
+def test_training_killed_mid_run_resumes_from_its_checkpoint_with_a_continuous_log(tmp_path, toy_pairs_run):
     cfg = load_config(REPO / "configs" / "tiny.yaml", OVERRIDES)
     run = RunDir(tmp_path / "run")
+    shutil.copytree(toy_pairs_run, run.root)
     save_config(cfg, run.config_path)
-    LocalPipeline(load_run_config(run), run, log=lambda line: None, until="pairs").execute(max_parallel=2)
 
     first_output = tmp_path / "train-1.log"
     with open(first_output, "w") as output:
