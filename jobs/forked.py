@@ -78,6 +78,11 @@ class ForkedJob:
         self._deadline = time.time() + timeout_s
         self._timed_out = False
 
+    @property
+    def sentinel(self) -> int:
+        """Ready to read once the process has ended (multiprocessing.connection.wait)."""
+        return self._process.sentinel
+
     def done(self) -> bool:
         if self._process.is_alive() and time.time() > self._deadline:
             self._timed_out = True

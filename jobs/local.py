@@ -6,6 +6,7 @@ done under the current fingerprint are skipped; outputs of another fingerprint a
 """
 from __future__ import annotations
 
+import multiprocessing.connection
 import os
 import socket
 import threading
@@ -55,6 +56,16 @@ def upstream_of(stages: list[Stage], target: str) -> list[Stage]:
             wanted.add(name)
             todo.extend(by_name[name].depends)
     return [stage for stage in stages if stage.name in wanted]
+
+
+def _wait_for_a_shard(running, seconds: float) -> None:
+    """Sleep `seconds`, or less when a forked shard ends first: a rehearsal runs hundreds of
+    sub-second shards, and each would otherwise hold its slot to the next poll."""
+    sentinels = [job.sentinel for _, _, job in running if hasattr(job, "sentinel")]
+    if sentinels:
+        multiprocessing.connection.wait(sentinels, timeout=seconds)
+    else:
+        time.sleep(seconds)
 
 
 @dataclass
@@ -221,7 +232,7 @@ class LocalPipeline:
                 self._write_manifest()
             if blocked and not running:
                 break
-            time.sleep(POLL_SECONDS)
+            _wait_for_a_shard(running, POLL_SECONDS)
             self._show_progress(running)
             for item in [r for r in running if r[2].done()]:
                 running.remove(item)
