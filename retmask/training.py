@@ -23,8 +23,8 @@ def gradient_accumulation(global_batch: int, per_device_batch: int, world_size: 
     per_step = per_device_batch * world_size
     if global_batch % per_step:
         raise TrainingError(f"global batch {global_batch} is not a multiple of per-device batch {per_device_batch} "
-                            f"x {world_size} GPUs = {per_step}; change train.global_batch_size, "
-                            "train.per_device_batch_size or the number of GPUs")
+                            f"x {world_size} processes (one a GPU) = {per_step}; change train.global_batch_size, "
+                            "train.per_device_batch_size or the number of GPUs (processes)")
     return global_batch // per_step
 
 
