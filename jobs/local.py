@@ -27,6 +27,7 @@ from retmask.config import ConfigError, ExperimentConfig
 from retmask.rundir import RunDir
 
 POLL_SECONDS = 0.2
+IDLE_POLL_SECONDS = 0.5
 
 
 class PipelineFailed(RuntimeError):
@@ -60,12 +61,14 @@ def upstream_of(stages: list[Stage], target: str) -> list[Stage]:
 
 def _wait_for_a_shard(running, seconds: float) -> None:
     """Sleep `seconds`, or less when a forked shard ends first: a rehearsal runs hundreds of
-    sub-second shards, and each would otherwise hold its slot to the next poll."""
+    sub-second shards, and each would otherwise hold its slot to the next poll. With no shard of its
+    own running (a study's run waiting for a slot or for a stage another run computes) it sleeps
+    IDLE_POLL_SECONDS: a study's dozens of waiting runs would otherwise take a core polling."""
     sentinels = [job.sentinel for _, _, job in running if hasattr(job, "sentinel")]
     if sentinels:
         multiprocessing.connection.wait(sentinels, timeout=seconds)
     else:
-        time.sleep(seconds)
+        time.sleep(seconds if running else IDLE_POLL_SECONDS)
 
 
 @dataclass
