@@ -159,8 +159,9 @@ def twin_scores(scores_file: str, model: str, twin: str) -> Path:
     scores = read_score_file(scores_file, real.num_hidden_layers, real.num_attention_heads)
     out = Path(twin) / "head_scores" / f"{hashlib.sha256(Path(scores_file).read_bytes()).hexdigest()[:16]}.json"
     if not out.is_file():
+        shape = (small.num_hidden_layers, small.num_attention_heads)
         write_json(out, {name: values for name, values in scores.items()
-                         if parse_head(name)[0] < small.num_hidden_layers and parse_head(name)[1] < small.num_attention_heads})
+                         if all(index < size for index, size in zip(parse_head(name), shape))})
     return out
 
 

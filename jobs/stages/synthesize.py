@@ -90,7 +90,8 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
         ids = {prompt.prompt_id for prompt in mine}
         kept = [row for row in rows if row["prompt_id"] in ids]
     else:  # HF batches share a random stream: a batch cut short is regenerated whole
-        batches = [[mine[i] for i in batch] for batch in length_batches(mine, s.batch_size)]
+        positions = length_batches(mine, s.batch_size)
+        batches = [[mine[i] for i in batch] for batch in positions]
         done_batches = _complete_batches(rows, batches)
         kept_ids = {p.prompt_id for batch in batches[:done_batches] for p in batch}
         kept = [row for row in rows if row["prompt_id"] in kept_ids]
@@ -113,9 +114,8 @@ def synthesize(cfg: ExperimentConfig, run: RunDir, shard: int, stage: str, model
             rows_file.append([_row(mine[todo[j]], out, backend.opens_reasoning, row_print) for j, out in outputs])
             progress.advance(len(outputs), tokens=sum(out.completion_tokens for _, out in outputs))
         return
-    for positions in length_batches(mine, s.batch_size)[done_batches:]:
-        batch = [mine[i] for i in positions]
-        outputs = backend.generate([p.messages for p in batch], sampling, [seeds[i] for i in positions])
+    for batch_positions, batch in zip(positions[done_batches:], batches[done_batches:]):
+        outputs = backend.generate([p.messages for p in batch], sampling, [seeds[i] for i in batch_positions])
         rows_file.append([_row(prompt, out, backend.opens_reasoning, row_print) for prompt, out in zip(batch, outputs)])
         progress.advance(len(outputs), tokens=sum(out.completion_tokens for out in outputs))
 
