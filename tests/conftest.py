@@ -4,11 +4,15 @@ from dataclasses import dataclass
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.background import BackgroundCommand
 from tests.helpers.helmet_checkout import cache_cite_nli_model
 
 # The tests' own hub cache (CI's is empty anyway), holding HELMET's Cite NLI model as downloaded:
@@ -94,6 +98,54 @@ def paper_inputs(tmp_path_factory) -> dict[str, str]:
     from tests.helpers.paper_inputs import write_paper_inputs
 
     return write_paper_inputs(tmp_path_factory.mktemp("paper-inputs"))
+
+
+@pytest.fixture(scope="session")
+def paper_rehearsal_command(tmp_path_factory, paper_inputs) -> Iterator[tuple[Path, BackgroundCommand]]:
+    """(its folder, the command): `retmask study configs/paper/*.yaml --rehearse` with the paper's
+    inputs, running in the background (tests/test_paper_rehearsal.py waits for it)."""
+    from tests.helpers.paper_inputs import PAPER_STUDIES, input_arguments
+
+    cwd = tmp_path_factory.mktemp("paper-rehearsal")
+    command = BackgroundCommand([sys.executable, "-m", "jobs.cli", "study", *map(str, PAPER_STUDIES), "--rehearse",
+                                 *input_arguments(paper_inputs)], cwd, {**os.environ, "PYTHONPATH": str(REPO)},
+                                tmp_path_factory.mktemp("paper-rehearsal-output"))
+    yield cwd, command
+    command.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_environment_build(tmp_path_factory) -> Iterator[BackgroundCommand | None]:
+    """The build of vLLM's CPU environment (tests/helpers/vllm_env.py) running in the background;
+    None when the cache already holds it."""
+    from tests.helpers.vllm_env import vllm_env_ready
+
+    if vllm_env_ready():
+        yield None
+        return
+    command = BackgroundCommand([sys.executable, "-c", "from tests.helpers.vllm_env import vllm_python; vllm_python()"],
+                                REPO, {**os.environ, "PYTHONPATH": str(REPO)}, tmp_path_factory.mktemp("vllm-env-output"))
+    yield command
+    command.stop()
+
+
+# Started at the first test when a selected test needs them, in this order (tests/helpers/background.py)
+BACKGROUND_FIXTURES = ("vllm_environment_build", "paper_rehearsal_command")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def start_background_commands(request) -> None:
+    wanted = {name for item in request.session.items for name in item.fixturenames}
+    for name in BACKGROUND_FIXTURES:
+        if name in wanted:
+            request.getfixturevalue(name)
+
+
+def wait_for(command: BackgroundCommand, what: str) -> subprocess.CompletedProcess:
+    """The command's outcome once it ended; a failure names `what` with the end of its output."""
+    result = command.wait()
+    assert result.returncode == 0, f"{what} failed:\n" + result.stdout[-5000:] + result.stderr[-5000:]
+    return result
 
 
 from tests.gridengine_cluster import local_gridengine  # noqa: F401  (session fixture: a real single-host Grid Engine)

@@ -4,29 +4,23 @@ tokenizer files only), the prompt sets, a HELMET checkout and lm-eval task files
 The studies run together, so what they have in common is computed once; each ends with its report,
 the paper's tables in the paper's layout with the paper's numbers beside ours."""
 import os
-import subprocess
-import sys
 
 import pytest
 
 from retmask.io import read_json
 from retmask.paper_tables import PAPER_TABLES
 from retmask.study_config import load_study
-from tests.conftest import REPO
-from tests.helpers.paper_inputs import input_arguments
-
-PAPER = sorted((REPO / "configs" / "paper").glob("*.yaml"))
+from tests.conftest import REPO, wait_for
+from tests.helpers.paper_inputs import PAPER_STUDIES as PAPER, input_arguments
 JUDGED = {"narrativeqa", "infbench_sum", "multi_lexsum"}  # scored by HELMET's GPT-4 judge scripts, not eval.py
 
 
 @pytest.fixture(scope="session")
-def paper_rehearsal(tmp_path_factory, paper_inputs):
-    cwd = tmp_path_factory.mktemp("paper-rehearsal")
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", "study", *map(str, PAPER), "--rehearse",
-                             *input_arguments(paper_inputs)], cwd=cwd, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return cwd / "runs", result.stdout
+def paper_rehearsal(paper_rehearsal_command):
+    """(the studies' folder, the command's output): started in the background as the session
+    started (tests/conftest.py), waited for here."""
+    cwd, command = paper_rehearsal_command
+    return cwd / "runs", wait_for(command, "the paper rehearsal").stdout
 
 
 def study_dir(runs, config) -> object:

@@ -16,6 +16,7 @@ from tests.helpers.paper_models import write_checkpoints
 from tests.helpers.wu_checkout import write_wu_checkout
 
 AUTHORS_HEAD_SCORES = Path(__file__).resolve().parent / "authors_head_scores"
+PAPER_STUDIES = sorted((Path(__file__).resolve().parents[2] / "configs" / "paper").glob("*.yaml"))
 
 TOPICS = ["the weather in spring", "a recipe for bread", "sorting a list in Python", "the history of Rome",
           "how vaccines work", "a poem about the sea", "tips for sleeping well", "the rules of chess",

