@@ -4,6 +4,10 @@ Most of the suite leaves a core idle (a scheduler's queue, one-threaded steps, p
 A command started early at `nice 19` takes what the other tests leave and yields the cores
 whenever they want them, so it is mostly done by the time its tests read it: the suite takes
 about as long as its other tests rather than their time plus the command's.
+
+Linux shares the CPU between sessions first (autogroups) and by nice only within one, so the
+command's own session is given the lowest priority too: otherwise it would take half the cores
+from the scheduler jobs and the tests, each in a session of its own.
 """
 from __future__ import annotations
 
@@ -13,6 +17,16 @@ import subprocess
 from pathlib import Path
 
 LOWEST_PRIORITY = 19
+
+
+def _lowest_priority() -> None:
+    """In the child, after it started its own session."""
+    os.nice(LOWEST_PRIORITY)
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(LOWEST_PRIORITY))
+    except OSError:  # a kernel without autogroups shares by nice alone
+        pass
 
 
 class BackgroundCommand:
@@ -25,7 +39,7 @@ class BackgroundCommand:
         with open(self.stdout_path, "w") as stdout, open(self.stderr_path, "w") as stderr:
             self.process = subprocess.Popen(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            preexec_fn=lambda: os.nice(LOWEST_PRIORITY))
+                                            preexec_fn=_lowest_priority)
 
     def wait(self) -> subprocess.CompletedProcess:
         """Wait for it to end (at full speed once nothing else wants the cores) and return its outcome."""
