@@ -11,16 +11,20 @@ from the scheduler jobs and the tests, each in a session of its own.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 from pathlib import Path
 
 LOWEST_PRIORITY = 19
+PR_SET_PDEATHSIG = 1
 
 
-def _lowest_priority() -> None:
-    """In the child, after it started its own session."""
+def _start_in_background() -> None:
+    """In the child, after it started its own session: the lowest priority, and an end with the
+    test session even where that is killed outright (no teardown to stop it)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.nice(LOWEST_PRIORITY)
     try:
         with open("/proc/self/autogroup", "w") as autogroup:
@@ -39,7 +43,7 @@ class BackgroundCommand:
         with open(self.stdout_path, "w") as stdout, open(self.stderr_path, "w") as stderr:
             self.process = subprocess.Popen(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            preexec_fn=_lowest_priority)
+                                            preexec_fn=_start_in_background)
 
     def wait(self) -> subprocess.CompletedProcess:
         """Wait for it to end (at full speed once nothing else wants the cores) and return its outcome."""
