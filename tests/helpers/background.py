@@ -15,15 +15,16 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 LOWEST_PRIORITY = 19
 PR_SET_PDEATHSIG = 1
 
 
-def _start_in_background() -> None:
-    """In the child, after it started its own session: the lowest priority, and an end with the
-    test session even where that is killed outright (no teardown to stop it)."""
+def lower_this_process() -> None:
+    """The lowest priority for this process and its session, and its end with its parent (the
+    test session) even where that is killed outright, with no teardown to stop it."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.nice(LOWEST_PRIORITY)
     try:
@@ -34,21 +35,22 @@ def _start_in_background() -> None:
 
 
 class BackgroundCommand:
-    """A command running in its own process group, its output in files (a pipe nobody reads
-    would fill and stop it)."""
+    """A command running in a session and process group of its own, its output in files (a pipe
+    nobody reads would fill and stop it). It starts through this file run as a script, which lowers
+    itself and then becomes the command: code run between fork and exec (`preexec_fn`) can
+    deadlock in a process with threads."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log_dir: Path):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stdout_path, self.stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
         with open(self.stdout_path, "w") as stdout, open(self.stderr_path, "w") as stderr:
-            self.process = subprocess.Popen(args, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
-                                            stdin=subprocess.DEVNULL, start_new_session=True,
-                                            preexec_fn=_start_in_background)
+            self.process = subprocess.Popen([sys.executable, __file__, *args], cwd=cwd, env=env, stdout=stdout,
+                                            stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def wait(self) -> subprocess.CompletedProcess:
         """Wait for it to end (at full speed once nothing else wants the cores) and return its outcome."""
         returncode = self.process.wait()
-        return subprocess.CompletedProcess(self.process.args, returncode, self.stdout_path.read_text(),
+        return subprocess.CompletedProcess(self.process.args[2:], returncode, self.stdout_path.read_text(),
                                            self.stderr_path.read_text())
 
     def stop(self) -> None:
@@ -56,3 +58,8 @@ class BackgroundCommand:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+if __name__ == "__main__":
+    lower_this_process()
+    os.execvp(sys.argv[1], sys.argv[1:])
