@@ -100,6 +100,12 @@ def paper_inputs(tmp_path_factory) -> dict[str, str]:
     return write_paper_inputs(tmp_path_factory.mktemp("paper-inputs"))
 
 
+def _in_background(tmp_path_factory, name: str, cwd: Path, *python_args: str) -> BackgroundCommand:
+    """This python with the checkout importable, its output in a folder of its own."""
+    return BackgroundCommand([sys.executable, *python_args], cwd, {**os.environ, "PYTHONPATH": str(REPO)},
+                             tmp_path_factory.mktemp(f"{name}-output"))
+
+
 @pytest.fixture(scope="session")
 def paper_rehearsal_command(tmp_path_factory, paper_inputs) -> Iterator[tuple[Path, BackgroundCommand]]:
     """(its folder, the command): `retmask study configs/paper/*.yaml --rehearse` with the paper's
@@ -107,9 +113,8 @@ def paper_rehearsal_command(tmp_path_factory, paper_inputs) -> Iterator[tuple[Pa
     from tests.helpers.paper_inputs import PAPER_STUDIES, input_arguments
 
     cwd = tmp_path_factory.mktemp("paper-rehearsal")
-    command = BackgroundCommand([sys.executable, "-m", "jobs.cli", "study", *map(str, PAPER_STUDIES), "--rehearse",
-                                 *input_arguments(paper_inputs)], cwd, {**os.environ, "PYTHONPATH": str(REPO)},
-                                tmp_path_factory.mktemp("paper-rehearsal-output"))
+    command = _in_background(tmp_path_factory, "paper-rehearsal", cwd, "-m", "jobs.cli", "study",
+                             *map(str, PAPER_STUDIES), "--rehearse", *input_arguments(paper_inputs))
     yield cwd, command
     command.stop()
 
@@ -123,8 +128,8 @@ def vllm_environment_build(tmp_path_factory) -> Iterator[BackgroundCommand | Non
     if vllm_env_ready():
         yield None
         return
-    command = BackgroundCommand([sys.executable, "-c", "from tests.helpers.vllm_env import vllm_python; vllm_python()"],
-                                REPO, {**os.environ, "PYTHONPATH": str(REPO)}, tmp_path_factory.mktemp("vllm-env-output"))
+    command = _in_background(tmp_path_factory, "vllm-env", REPO, "-c",
+                             "from tests.helpers.vllm_env import vllm_python; vllm_python()")
     yield command
     command.stop()
 

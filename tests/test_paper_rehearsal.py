@@ -11,7 +11,8 @@ from retmask.io import read_json
 from retmask.paper_tables import PAPER_TABLES
 from retmask.study_config import load_study
 from tests.conftest import REPO, wait_for
-from tests.helpers.paper_inputs import PAPER_STUDIES as PAPER, input_arguments
+from tests.helpers.paper_inputs import PAPER_STUDIES, input_arguments
+
 JUDGED = {"narrativeqa", "infbench_sum", "multi_lexsum"}  # scored by HELMET's GPT-4 judge scripts, not eval.py
 
 
@@ -30,7 +31,7 @@ def study_dir(runs, config) -> object:
 
 def test_configs_paper_holds_a_study_for_each_table_and_figure_with_its_command():
     covered = {}
-    for config in PAPER:
+    for config in PAPER_STUDIES:
         study, _, _ = load_study(config)
         for key in study.paper_tables:
             covered.setdefault(key, []).append(config.name)
@@ -40,7 +41,7 @@ def test_configs_paper_holds_a_study_for_each_table_and_figure_with_its_command(
     assert sorted(covered) == sorted(PAPER_TABLES) and all(len(files) == 1 for files in covered.values()), covered
 
 
-@pytest.mark.parametrize("config", PAPER, ids=lambda path: path.stem)
+@pytest.mark.parametrize("config", PAPER_STUDIES, ids=lambda path: path.stem)
 def test_each_study_rehearses_to_its_report_with_the_papers_numbers_beside_ours(paper_rehearsal, config):
     runs, _ = paper_rehearsal
     root = study_dir(runs, config)

