@@ -123,3 +123,30 @@ def test_tau_is_taken_from_the_development_seeds_when_they_ran(tmp_path):
     assert (results["tau"]["chosen"], results["tau"]["chosen_on"]) == (0.05, "the development seeds")
     c2 = next(c for c in results["claims"] if c["key"] == "C2")
     assert c2["evidence"][0].startswith("retrieval-mask tau 0.05 - base")
+
+
+def test_a_sweep_whose_helmet_stages_failed_still_reports_what_finished(tmp_path):
+    """tau chosen on HELMET, and one tau's runs have no HELMET scores (their HELMET stage failed, as a
+    full disk once made it): the report is written, that tau's runs are said not scored and why,
+    and the tau chosen among those scored."""
+    study = _tau_study(tmp_path)
+    plan = read_json(study / "study.json")
+    write_json(study / "study.json", {**plan, "tau_metric": "helmet_rouge", "tau_helmet_categories": ["Recall"]})
+    for entry in plan["runs"]:
+        if entry["tau"] == 0.1:
+            scores = {"8192": {"categories": {"Recall": {"value": 50.0 + entry["seed"], "incomplete": False,
+                                                         "missing": []}}}}
+            write_json(Path(entry["run_dir"]) / "stages/helmet_scores/rouge_averages.json", {"trained": scores})
+    write_study_report(study)
+    tau = read_json(study / "report/study_results.json")["tau"]
+    assert tau["chosen"] == 0.1 and [row["values"] for row in tau["rows"]] == [{}, {"1": 51.0, "2": 52.0, "3": 53.0}]
+    assert sorted(tau["rows"][0]["unscored"]) == ["1", "2", "3"]
+    index = (study / "report/index.md").read_text()
+    assert "| 0.05 | 1 | not run | not scored | not scored | not scored |  |" in index
+    assert "- tau 0.05 seed 1: no stages/helmet_scores/rouge_averages.json: its HELMET stages have not finished" in index
+
+    # none scored: no tau chosen, and still a report
+    for entry in plan["runs"]:
+        (Path(entry["run_dir"]) / "stages/helmet_scores/rouge_averages.json").unlink(missing_ok=True)
+    write_study_report(study)
+    assert read_json(study / "report/study_results.json")["tau"]["chosen"] is None

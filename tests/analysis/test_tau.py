@@ -1,6 +1,7 @@
 """Table 6 from run directories written by hand: the proxy per tau and seed, the chosen tau (ties to
-the smaller), unfinished runs left out, and a proxy the runs did not compute refused by name."""
-import pytest
+the smaller), unfinished runs left out, and runs whose proxy is not computed (their HELMET stage
+failed or has not run) left out of the means with the reason, so a part-finished sweep still reports."""
+import re
 
 from analysis.tau import chosen_tau, tau_markdown, tau_table
 from retmask.io import write_json
@@ -42,14 +43,21 @@ def _helmet(recall, rag):
             for length in (8192, 16384)}
 
 
-def test_the_helmet_proxy_averages_the_named_categories_and_refuses_a_missing_one(tmp_path):
+def test_the_helmet_proxy_averages_the_named_categories_and_leaves_out_a_run_without_them(tmp_path):
     runs = [_run(tmp_path, 0.05, 1, 0.5, 79, _helmet(60.0, 40.0)), _run(tmp_path, 0.1, 1, 0.5, 40, _helmet(70.0, 40.0))]
     rows = tau_table(runs, "helmet", 96, CATEGORIES)
     assert [r.values for r in rows] == [{1: 50.0}, {1: 55.0}] and chosen_tau(rows) == 0.1
-    with pytest.raises(ValueError, match=r"HELMET RAG at length \d+ has no score \(nq at length 8192: no file\)"):
-        tau_table([_run(tmp_path, 0.2, 1, 0.5, 20, _helmet(60.0, None))], "helmet", 96, CATEGORIES)
-    with pytest.raises(ValueError, match="no stages/helmet_scores/averages.json; study.tau_metric=helmet needs"):
-        tau_table([_run(tmp_path / "bare", 0.05, 1, 0.5, 79)], "helmet", 96, CATEGORIES)
+    # seed 2 of tau 0.1 lacks a category, and seed 2 of tau 0.05 its HELMET scores (its HELMET stage failed):
+    # left out of the means, with the reason, not a report that cannot be written
+    runs += [_run(tmp_path, 0.1, 2, 0.5, 40, _helmet(10.0, None)), _run(tmp_path, 0.05, 2, 0.5, 79)]
+    rows = tau_table(runs, "helmet", 96, CATEGORIES)
+    assert [(r.values, list(r.unscored)) for r in rows] == [({1: 50.0}, [2]), ({1: 55.0}, [2])]
+    assert chosen_tau(rows) == 0.1
+    assert rows[0].unscored[2].startswith("no stages/helmet_scores/averages.json: its HELMET stages have not finished")
+    assert re.match(r"HELMET RAG at length \d+ has no score \(nq at length 8192: no file\)", rows[1].unscored[2])
+    table = tau_markdown(rows, "helmet", [1, 2])
+    assert table[2] == "| 0.05 | 79 | 50.000 | 50.000 | not scored |  |"
+    assert table[5:7] == ["Not scored (left out of the means):", f"- tau 0.05 seed 2: {rows[0].unscored[2]}"]
 
 
 def test_the_helmet_rouge_proxy_reads_the_rouge_averages(tmp_path):
@@ -60,5 +68,6 @@ def test_the_helmet_rouge_proxy_reads_the_rouge_averages(tmp_path):
         write_json(tmp_path / entry["run_dir"] / "stages/helmet_scores/rouge_averages.json", {"trained": rouge})
     rows = tau_table(runs, "helmet_rouge", 96, CATEGORIES)
     assert [r.values for r in rows] == [{1: 85.0}, {1: 15.0}] and chosen_tau(rows) == 0.05
-    with pytest.raises(ValueError, match="no stages/helmet_scores/rouge_averages.json; study.tau_metric=helmet_rouge"):
-        tau_table([_run(tmp_path / "bare", 0.05, 1, 0.5, 79, _helmet(60.0, 40.0))], "helmet_rouge", 96, CATEGORIES)
+    # HELMET's own averages without the ROUGE ones: not scored on helmet_rouge
+    lone = tau_table([_run(tmp_path / "bare", 0.05, 1, 0.5, 79, _helmet(60.0, 40.0))], "helmet_rouge", 96, CATEGORIES)
+    assert lone[0].unscored[1].startswith("no stages/helmet_scores/rouge_averages.json") and chosen_tau(lone) is None
