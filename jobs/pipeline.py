@@ -110,7 +110,8 @@ def build_stages(cfg: ExperimentConfig) -> list[Stage]:
 
 def stage_fingerprints(cfg: ExperimentConfig, stages: list[Stage]) -> dict[str, str]:
     data = cfg.to_dict()
-    del data["train"]["report_to"]  # where the curves are logged changes no output: no rerun for it
+    # where the curves are logged, and whether spent checkpoints stay, change no output: no rerun for them
+    del data["train"]["report_to"], data["train"]["keep_checkpoints"]
     prints: dict[str, str] = {}
     for stage in stages:
         prints[stage.name] = fingerprint({

@@ -125,6 +125,8 @@ class TrainConfig:
     # Checkpoints kept (the newest; the trained model is saved apart): an 8B model's optimizer state
     # is ~100 GB a checkpoint. 0 keeps them all.
     save_total_limit: int = 2
+    # Whether they stay once the trained model is saved (they serve only to resume it); changes no output
+    keep_checkpoints: bool = False
     # The SFT baseline's peak rate (cosine to the same share of it as DPO's floor). The paper gives
     # none; DPO's 5e-7 barely moves a model by SFT, so this is Tulu 3's SFT rate for its 8B model.
     sft_learning_rate: float = 5e-6

@@ -3,6 +3,8 @@ trackers and checkpoint discovery."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -112,6 +114,17 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     """The newest complete `checkpoint-N` directory, if any."""
     checkpoints = [p for p in Path(output_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
     return max(checkpoints, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def drop_checkpoints(output_dir: Path) -> None:
+    """Delete the trainer's checkpoints once the trained model is saved: they serve only to resume,
+    and each holds the optimizer state (~100 GB for an 8B model). Each is renamed before it is
+    deleted, so a kill mid-way leaves no half checkpoint for a later resume to load."""
+    output_dir = Path(output_dir)
+    for checkpoint in output_dir.glob("checkpoint-*"):
+        os.replace(checkpoint, output_dir / f".deleting-{checkpoint.name}")
+    for doomed in output_dir.glob(".deleting-checkpoint-*"):  # this call's, or those a kill left
+        shutil.rmtree(doomed)
 
 
 def common_arguments(train, output_dir: Path, world_size: int, use_cpu: bool) -> dict:

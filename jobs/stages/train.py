@@ -1,6 +1,7 @@
 """Stage: DPO (or SFT, for the SFT baseline) with TRL; the trained model is saved as an ordinary
 HF checkpoint. Checkpoints every `train.save_steps`; a restarted job resumes from the latest one
-with its optimizer, scheduler and data position, and its log continues from that step."""
+with its optimizer, scheduler and data position, and its log continues from that step. Once the
+model is saved the checkpoints are deleted, unless `train.keep_checkpoints`."""
 from __future__ import annotations
 
 import json
@@ -90,7 +91,7 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
     from retmask.generation import load_model
     from retmask.strategies import get_strategy
     from retmask.train_progress import RunProgressCallback
-    from retmask.training import check_truncation, latest_checkpoint, truncation_report
+    from retmask.training import check_truncation, drop_checkpoints, latest_checkpoint, truncation_report
 
     sft = get_strategy(cfg.strategy).trainer == "sft"
     if cfg.train.deepspeed:
@@ -140,3 +141,5 @@ def run(cfg: ExperimentConfig, run: RunDir, shard: int) -> None:
             "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps, "world_size": world_size,
             "train_seconds": round(result.metrics.get("train_runtime", 0.0), 3)})  # the loop alone
         write_model_card(cfg, run)
+        if not cfg.train.keep_checkpoints:
+            drop_checkpoints(trainer_dir(run))

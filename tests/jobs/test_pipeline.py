@@ -42,7 +42,8 @@ def test_the_control_seed_redraws_only_a_control_strategys_mask():
     assert not changed("random-mask") & {"detect", "merge_scores", "evaluate_base", "synthesize_chosen"}
 
 
-def test_choosing_a_tracker_reruns_nothing():
+def test_choosing_a_tracker_or_keeping_checkpoints_reruns_nothing():
     cfg = from_dict(ExperimentConfig, {"name": "t", "model": {"path": "/m"}})
-    tracked = from_dict(ExperimentConfig, {"name": "t", "model": {"path": "/m"}, "train": {"report_to": ["tensorboard"]}})
-    assert stage_fingerprints(cfg, build_stages(cfg)) == stage_fingerprints(tracked, build_stages(tracked))
+    for train in ({"report_to": ["tensorboard"]}, {"keep_checkpoints": True}):
+        other = from_dict(ExperimentConfig, {"name": "t", "model": {"path": "/m"}, "train": train})
+        assert stage_fingerprints(cfg, build_stages(cfg)) == stage_fingerprints(other, build_stages(other)), train

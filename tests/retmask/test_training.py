@@ -4,7 +4,7 @@ import datasets
 import pytest
 
 from retmask.config import TrainConfig
-from retmask.training import TrainingError, check_trl_support, common_arguments
+from retmask.training import TrainingError, check_trl_support, common_arguments, drop_checkpoints
 
 
 def test_checkpoints_kept_are_bounded(tmp_path):
@@ -68,3 +68,12 @@ def test_the_papers_regime_is_checked():
         TrainConfig(regime="trl").validate("train")
     with pytest.raises(ConfigError, match="max_prompt_length"):
         TrainConfig(regime="trl-0.24", max_length=512, max_prompt_length=512).validate("train")
+
+
+def test_spent_checkpoints_go_with_those_a_kill_left_half_deleted(tmp_path):
+    for name in ("checkpoint-2", "checkpoint-4", ".deleting-checkpoint-1"):
+        (tmp_path / name / "global_step2").mkdir(parents=True)
+        (tmp_path / name / "trainer_state.json").write_text("{}")
+    (tmp_path / "runs").mkdir()  # anything else the trainer wrote stays
+    drop_checkpoints(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

@@ -117,3 +117,5 @@ def test_training_killed_mid_run_resumes_from_its_checkpoint_with_a_continuous_l
     rates = [row["learning_rate"] for row in rows]
     assert rates[1] > 0 and all(later < earlier for earlier, later in zip(rates[1:], rates[2:])), rates
     assert (run.stage_dir("train") / "model" / "config.json").is_file()
+    # the model saved, the checkpoints it resumed from are spent: deleted (train.keep_checkpoints keeps them)
+    assert latest_checkpoint(trainer_dir(run)) is None and not list(trainer_dir(run).glob("*checkpoint-*"))
