@@ -91,9 +91,12 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
     stages = manifest.get("stages", {})
     done_shards = {name: _done_markers(run, name, entry.get("fingerprint", "")) for name, entry in stages.items()}
     # The scheduler is asked about unfinished shards only: a finished one may have run elsewhere (a
-    # run taken locally through its pairs, then submitted), under an id this scheduler refuses.
+    # run taken locally through its pairs, then submitted), under an id this scheduler refuses. And
+    # about the jobs of a light stage still to run, whose own shards may be done before it.
+    hosting = {host for name, entry in stages.items() if entry.get("runs_in")
+               and len(done_shards[name]) < entry.get("shards", 0) for host in entry["runs_in"]}
     job_ids = [job for name, entry in stages.items() for shard, job in entry.get("job_ids", {}).items()
-               if int(shard) not in done_shards[name]]
+               if int(shard) not in done_shards[name] or name in hosting]
     scheduler = scheduler_of_run(manifest) if query_scheduler else None
     states, source = scheduler.states(job_ids) if scheduler and job_ids else ({}, "none")
     local_alive = _local_driver_alive(manifest)
@@ -152,10 +155,11 @@ def run_status(run: RunDir, query_scheduler: bool = True) -> tuple[list[StageSta
             status.rows = _rows_written(run, name)
         status.progress = _stage_progress(run, status)
         result.append(status)
+    active = {job_id for job_id, state in states.items() if state.get("state") in ACTIVE}
     for status in result:
         for shard in status.states:
             if shard.state == "hosted":
-                shard.state = _hosted_state(result, stages[status.name]["runs_in"])
+                shard.state = _hosted_state(result, stages[status.name]["runs_in"], active)
     _block_behind_failures(result, {name: entry.get("depends", []) for name, entry in stages.items()})
     return result, source
 
@@ -209,9 +213,13 @@ def _stage_progress(run: RunDir, status: StageStatus) -> StageRate | None:
                                             if shard in running or (not p.finished and p.updated > recent)])
 
 
-def _hosted_state(stages: list[StageStatus], hosts: list[str]) -> str:
-    """A light stage runs inside the jobs of its hosts (jobs/units.py): it is as far as they are."""
-    states = {shard.state for stage in stages if stage.name in hosts for shard in stage.states}
+def _hosted_state(stages: list[StageStatus], hosts: list[str], active_jobs: set[str]) -> str:
+    """A light stage runs inside the jobs of its hosts (jobs/units.py): it is as far as they are.
+    A host's job still running after its own shard is done is computing it (a stage run after)."""
+    shards = [shard for stage in stages if stage.name in hosts for shard in stage.states]
+    if any(shard.state == "done" and shard.job_id in active_jobs for shard in shards):
+        return "running"
+    states = {shard.state for shard in shards}
     for state in ("running", "pending", "blocked"):
         if state in states:
             return "pending" if state == "running" else state

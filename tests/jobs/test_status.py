@@ -26,6 +26,28 @@ def test_a_job_cancelled_for_a_failed_dependency_is_blocked_and_so_is_what_it_ho
                       "pairs": [("blocked", None)], "train": [("blocked", "DependencyNeverSatisfied")]}
 
 
+# both tasks' shards are done; task 1 still runs: it computes the pairs, which run after them
+AFTER_ITS_SHARD = """100_0|COMPLETED|0:0|None
+100_1|RUNNING|0:0|None
+"""
+
+
+def test_a_stage_run_after_its_hosts_shards_runs_while_their_job_does(tmp_path, monkeypatch):
+    """Not missing: a resume or a wait reading that would take a stage being computed for one never run."""
+    run = RunDir(tmp_path)
+    run.write_manifest({"executor": "slurm", "order": ["synthesize_rejected", "pairs"], "stages": {
+        "synthesize_rejected": {"fingerprint": "r", "shards": 2, "job_ids": {"0": "100_0", "1": "100_1"},
+                                "after": ["pairs"]},
+        "pairs": {"fingerprint": "p", "shards": 1, "runs_in": ["synthesize_rejected"]}}})
+    run.mark_done("synthesize_rejected", 0, "r", 1.0)
+    run.mark_done("synthesize_rejected", 1, "r", 1.0)
+    recorded = AFTER_ITS_SHARD
+    monkeypatch.setattr(SlurmScheduler, "states", lambda self, job_ids: (parse_sacct(recorded), "sacct"))
+    assert [s.state for s in run_status(run)[0][1].states] == ["running"]
+    recorded = AFTER_ITS_SHARD.replace("RUNNING", "COMPLETED")  # ended without marking it: missing
+    assert [s.state for s in run_status(run)[0][1].states] == ["missing"]
+
+
 # the job behind the failure says so; the job behind that one only says it waits
 BEHIND = """100_0|FAILED|1:0|NonZeroExitCode
 101|PENDING||DependencyNeverSatisfied
