@@ -97,7 +97,7 @@ class ClusterPipeline:
             name=f"retmask-{self.cfg.name}-{stage.name}",
             queue=p.cpu_partition if on_cpus else p.partition,
             minutes=p.time_limit(stage.name),
-            cpus=p.cpus_per_gpu * gpus if gpus else p.cpus_per_task,
+            cpus=p.cpus_for(gpus),
             mem_gb=p.mem_per_gpu_gb * gpus if gpus else p.mem_gb,
             gpus=gpus, nodes=nodes, account=account, qos=qos,
             exclusive=nodes > 1,  # a multi-node run shares no node: its NCCL traffic would
@@ -137,8 +137,8 @@ class ClusterPipeline:
             from jobs.launch import describe_launch
 
             text += "\n# each node's task then runs (machine rank read on that node):\n"
-            text += "\n".join(f"#   {line}" for line in describe_launch(self.cfg, self.profile,
-                                                                        str(self.run.root)).splitlines()) + "\n"
+            text += "\n".join(f"#   {line}" for line in describe_launch(self.cfg, self.profile, str(self.run.root),
+                                                                        python).splitlines()) + "\n"
         return text
 
     def graph(self) -> str:

@@ -17,6 +17,7 @@ import os
 import shlex
 import socket
 import subprocess
+import sys
 import time
 
 from submitit.helpers import Checkpointable
@@ -34,11 +35,13 @@ NODE_RANK_SOURCES = {
 
 
 def accelerate_command(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str, machine_rank: str,
-                       main_host: str, port: int | str) -> list[str]:
+                       main_host: str, port: int | str, python: str = sys.executable) -> list[str]:
+    """`accelerate launch` by the job's own python: a task a scheduler starts on another node (Grid
+    Engine's qrsh -inherit) has the execd's PATH, where no `accelerate` script may be."""
     nodes, per_node = profile.train_nodes, profile.train_processes()
-    command = ["accelerate", "launch", "--num_machines", str(nodes), "--num_processes", str(nodes * per_node),
-               "--machine_rank", machine_rank, "--main_process_ip", main_host, "--main_process_port", str(port),
-               "--rdzv_backend", "static", "--same_network"]
+    command = [python, "-m", "accelerate.commands.launch", "--num_machines", str(nodes), "--num_processes",
+               str(nodes * per_node), "--machine_rank", machine_rank, "--main_process_ip", main_host,
+               "--main_process_port", str(port), "--rdzv_backend", "static", "--same_network"]
     if cfg.train.deepspeed:
         command += ["--use_deepspeed", "--deepspeed_config_file", cfg.train.deepspeed,
                     "--deepspeed_multinode_launcher", "standard"]
@@ -49,14 +52,15 @@ def accelerate_command(cfg: ExperimentConfig, profile: ClusterProfile, run_root:
     return command + ["-m", "jobs.stages.train_entry", run_root]
 
 
-def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str) -> str:
+def describe_launch(cfg: ExperimentConfig, profile: ClusterProfile, run_root: str,
+                    python: str = sys.executable) -> str:
     """The per-node command with its runtime values named, and the batch arithmetic, for dry runs
     and golden files."""
     from retmask.training import gradient_accumulation
 
     one_node = profile.kind != "slurm" and profile.train_nodes == 1  # its one task: rank 0, here
     rank, host = ("0", "<this host>") if one_node else NODE_RANK_SOURCES.get(profile.kind, ("0", "<this host>"))
-    command = accelerate_command(cfg, profile, run_root, rank, host, "<a free port of the first host>")
+    command = accelerate_command(cfg, profile, run_root, rank, host, "<a free port of the first host>", python)
     processes = profile.train_nodes * profile.train_processes()
     what = "GPUs" if profile.gpus_per_node else "CPU processes"
     t = cfg.train
@@ -135,7 +139,10 @@ def launch_training(run_root: str, before=(), after=(), waits_for=(), shared: di
     print(f"training node {rank} of {profile.train_nodes} on {socket.gethostname()}: rendezvous at "
           f"{main_host}:{port}", flush=True)
     started = time.perf_counter()
-    subprocess.run(accelerate_command(cfg, profile, run_root, rank, main_host, port), check=True)
+    # the job's Python environment leads PATH, as an activated one would: a task a scheduler starts on
+    # another node has the daemon's PATH, where another ninja rebuilds DeepSpeed's ops at every start
+    environment = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    subprocess.run(accelerate_command(cfg, profile, run_root, rank, main_host, port), check=True, env=environment)
     if rank == "0":
         stages = build_stages(cfg)
         run.mark_done("train", 0, stage_fingerprints(cfg, stages)["train"], time.perf_counter() - started)

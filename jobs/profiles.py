@@ -57,6 +57,10 @@ class ClusterProfile:
     # ABCI 3.0: {8: rt_HF, 1: rt_HG, 0: rt_HC}); without them a job asks for CPUs (and GPUs) by count.
     resource_types: dict[int, str] = field(default_factory=dict)
     parallel_environment: str = "smp"
+    # gridengine without resource types: the parallel environment a multi-node training job asks
+    # for, one whose allocation_rule is a fixed slot count per host (the CPUs of one node's task),
+    # so that its nodes x that many slots are that many hosts (an MPI PE of a plain Grid Engine)
+    node_parallel_environment: str = ""
     max_time_limit_min: int = 0  # the site's cap on a job's time (TSUBAME: 24 h); 0 = none
 
     KINDS = ("local", "slurm", "gridengine", "pbs")
@@ -87,10 +91,12 @@ class ClusterProfile:
             if not 1 <= gpus <= self.gpus_per_node:
                 raise ConfigError(f"{key}.gpus_per_task.{stage}: {gpus} GPUs; expected 1..gpus_per_node "
                                   f"({self.gpus_per_node})")
-        if self.kind == "gridengine" and self.train_nodes > 1 and not self.resource_types:
+        if self.kind == "gridengine" and self.train_nodes > 1 and not (self.resource_types or
+                                                                      self.node_parallel_environment):
             raise ConfigError(f"{key}.train_nodes: {self.train_nodes} on Grid Engine needs resource_types naming a "
-                              "whole-node type (TSUBAME's node_f), so that each node is asked for as one; a parallel "
-                              "environment's slots may land anywhere")
+                              "whole-node type (TSUBAME's node_f), or node_parallel_environment naming a parallel "
+                              "environment whose allocation_rule is a fixed slot count per host, so that each node "
+                              "is asked for as one; the slots of another parallel environment may land anywhere")
         if self.max_time_limit_min and max(self.time_limit_min.values()) > self.max_time_limit_min:
             stage, minutes = max(self.time_limit_min.items(), key=lambda item: item[1])
             raise ConfigError(f"{key}.time_limit_min.{stage}: {minutes} minutes is over the site's cap of "
@@ -102,6 +108,10 @@ class ClusterProfile:
         if self.train_nodes < 1 or (self.train_nodes > 1 and self.train_processes() < 1):
             raise ConfigError(f"{key}.train_nodes: {self.train_nodes} needs train_nodes >= 1 and, on more than one "
                               "node, GPUs per node (or train_cpu_processes on nodes without GPUs)")
+
+    def cpus_for(self, gpus: int) -> int:
+        """The CPUs a task with `gpus` GPUs asks for (cpus_per_task without GPUs)."""
+        return self.cpus_per_gpu * gpus if gpus else self.cpus_per_task
 
     def train_processes(self) -> int:
         """Training processes on each node: one a GPU, else train_cpu_processes (0: no launcher)."""

@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # What the start.sh and stop.sh of the local test clusters (local-cluster: SLURM, local-gridengine:
 # Grid Engine) share: messages, the bookkeeping of the daemons they start, waiting for a daemon to
-# answer, installing missing packages, stopping a daemon. Sourced, after the script has set TAG
-# (the message prefix), PIDS and LOG (directories), T0 (its start, `date +%s%N`) and, to wait,
-# TIMEOUT (seconds).
+# answer, the network of the two test nodes, installing missing packages, stopping a daemon.
+# Sourced, after the script has set TAG (the message prefix), PIDS and LOG (directories), T0 (its
+# start, `date +%s%N`) and, to wait, TIMEOUT (seconds).
 
 say() { echo "[$TAG] $*"; }
 die() { echo "[$TAG] ERROR: $*" >&2; exit 1; }
@@ -46,6 +46,31 @@ wait_until() {  # wait_until NAME WHAT CMD... : poll CMD until it succeeds, NAME
         our_pid "$name" > /dev/null || fail_with_logs "$name" "$name exited while waiting for $what"
         ((SECONDS < deadline)) || fail_with_logs "$name" "no $what after ${TIMEOUT}s"
         sleep 0.2
+    done
+}
+
+# --- the two test nodes -----------------------------------------------------------------------
+# Two hosts for multi-node jobs, the same for both clusters: each a network namespace with its own
+# address (NET.1, NET.2) on a bridge where this host is NET.254, and its name in /etc/hosts. A
+# cluster runs a daemon in each under the node's hostname (its own UTS namespace).
+TWO_NODES=(retmask-node1 retmask-node2)
+NET=10.77.0 BRIDGE=rmslurm0
+HOSTS_MARKER="# retmask local-cluster node"
+node_network() {  # the two nodes' namespaces, bridge and names; fails where namespaces cannot be made
+    local i node
+    ip link show "$BRIDGE" > /dev/null 2>&1 || {
+        ip link add "$BRIDGE" type bridge && ip addr add "$NET.254/24" dev "$BRIDGE"; } || return 1
+    ip link set "$BRIDGE" up || return 1
+    for i in 1 2; do
+        node=${TWO_NODES[$((i - 1))]}
+        ip netns list | grep -qw "^$node" || ip netns add "$node" || return 1
+        if ! ip link show "rmveth$i" > /dev/null 2>&1; then
+            ip link add "rmveth$i" type veth peer name eth0 netns "$node" &&
+                ip link set "rmveth$i" master "$BRIDGE" && ip link set "rmveth$i" up &&
+                ip -n "$node" addr add "$NET.$i/24" dev eth0 && ip -n "$node" link set eth0 up &&
+                ip -n "$node" link set lo up || return 1
+        fi
+        grep -q "^$NET.$i $node " /etc/hosts || echo "$NET.$i $node $HOSTS_MARKER" >> /etc/hosts
     done
 }
 

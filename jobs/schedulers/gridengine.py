@@ -29,6 +29,9 @@ class GridEngineScheduler(Scheduler):
             if profile.partition not in queues:
                 raise ConfigError(f"queue {profile.partition!r} not found on this cluster (queues: "
                                   f"{', '.join(queues) or 'none'})")
+        if profile.train_nodes > 1 and not profile.resource_types:
+            check_node_parallel_environment(profile.node_parallel_environment,
+                                            profile.cpus_for(profile.stage_gpus("train")))
 
     def parameters(self, request: JobRequest) -> dict:
         """TSUBAME-style sites ask for resource types (`node_f=1`, `gpu_1=1`, `cpu_4=1`), chosen
@@ -49,6 +52,10 @@ class GridEngineScheduler(Scheduler):
             params["resources"] = {resource_type: request.nodes}
             params["nodes"] = request.nodes
             params["cpus"] = 1  # the resource type brings its CPUs
+        elif request.nodes > 1:  # each node's CPUs on a host of its own (check_node_parallel_environment)
+            params["cpus"] = request.cpus * request.nodes
+            params["pe"] = p.node_parallel_environment
+            params["nodes"] = request.nodes
         else:
             params["cpus"] = request.cpus
             params["pe"] = p.parallel_environment
@@ -98,6 +105,23 @@ class GridEngineScheduler(Scheduler):
         out = subprocess.run(["qconf", "-sconf"], capture_output=True, text=True)
         match = re.search(r"^max_aj_tasks\s+(\d+)", out.stdout, re.MULTILINE)
         return int(match.group(1)) if match and int(match.group(1)) > 0 else 75000  # Grid Engine's default
+
+
+def check_node_parallel_environment(name: str, cpus_per_node: int) -> None:
+    """A multi-node job asks for nodes x cpus_per_node slots of `name`: only a fixed allocation_rule
+    of cpus_per_node slots per host makes those slots that many hosts, one node's task each."""
+    shown = subprocess.run(["qconf", "-sp", name], capture_output=True, text=True)
+    if shown.returncode != 0:
+        listed = subprocess.run(["qconf", "-spl"], capture_output=True, text=True).stdout.split()
+        raise ConfigError(f"node_parallel_environment: {name!r} is not a parallel environment of this cluster "
+                          f"({', '.join(listed) or 'none'})")
+    rule = re.search(r"^allocation_rule\s+(\S+)", shown.stdout, re.MULTILINE)
+    rule = rule.group(1) if rule else "?"
+    if rule != str(cpus_per_node):
+        raise ConfigError(f"node_parallel_environment: {name}'s allocation_rule is {rule}; a multi-node job puts "
+                          f"one node's training task on each host, with its {cpus_per_node} CPU(s) as slots, so the "
+                          f"rule must be {cpus_per_node}: name a parallel environment whose allocation_rule is "
+                          f"{cpus_per_node}, or set cpus_per_task (cpus_per_gpu with GPUs) to its rule")
 
 
 # Grid Engine's state letters -> the shared vocabulary (jobs/schedulers/base.py)

@@ -31,9 +31,7 @@ DB_SOCKET=/run/mysqld/mysqld.sock   # the default socket: slurmdbd's MariaDB cli
 LIMITED_QOS=retmask-submit-limit   # a QoS allowing 3 queued or running jobs per user
 DB_USER=slurm DB_PASS=retmask-local DB_NAME=slurm_acct_db
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)   # in start order (the two nodes' slurmds follow)
-TWO_NODES=(retmask-node1 retmask-node2) TWO_PARTITION=two-nodes
-NET=10.77.0 BRIDGE=rmslurm0   # the nodes' addresses NET.1, NET.2; the host's NET.254 on BRIDGE
-HOSTS_MARKER="# retmask local-cluster node"
+TWO_PARTITION=two-nodes   # its nodes: TWO_NODES of ../local-daemons.sh
 PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
 T0=$(date +%s%N)
 
@@ -54,23 +52,6 @@ all_running() {
         for node in "${TWO_NODES[@]}"; do our_pid "slurmd-$node" > /dev/null || return 1; done
     fi
     timeout 10 sinfo -h > /dev/null 2>&1
-}
-node_network() {  # the two nodes' namespaces, bridge and names; fails where namespaces cannot be made
-    local i node
-    ip link show "$BRIDGE" > /dev/null 2>&1 || {
-        ip link add "$BRIDGE" type bridge && ip addr add "$NET.254/24" dev "$BRIDGE"; } || return 1
-    ip link set "$BRIDGE" up || return 1
-    for i in 1 2; do
-        node=${TWO_NODES[$((i - 1))]}
-        ip netns list | grep -qw "^$node" || ip netns add "$node" || return 1
-        if ! ip link show "rmveth$i" > /dev/null 2>&1; then
-            ip link add "rmveth$i" type veth peer name eth0 netns "$node" &&
-                ip link set "rmveth$i" master "$BRIDGE" && ip link set "rmveth$i" up &&
-                ip -n "$node" addr add "$NET.$i/24" dev eth0 && ip -n "$node" link set eth0 up &&
-                ip -n "$node" link set lo up || return 1
-        fi
-        grep -q "^$NET.$i $node " /etc/hosts || echo "$NET.$i $node $HOSTS_MARKER" >> /etc/hosts
-    done
 }
 launch() {  # launch NAME CMD... : run CMD in its own session in the background, record its PID
     local name=$1 pid

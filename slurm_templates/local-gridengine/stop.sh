@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Stop the single-host Grid Engine test cluster started by start.sh: delete all jobs, then stop
-# exactly the processes whose PIDs start.sh recorded (SIGTERM, SIGKILL after a bounded wait), execd
-# first. Job processes (sge_shepherd and below) that outlive a deletion are killed with their execd.
+# Stop the Grid Engine test cluster started by start.sh: delete all jobs, then stop exactly the
+# processes whose PIDs start.sh recorded (SIGTERM, SIGKILL after a bounded wait), the execds first. Job processes (sge_shepherd and below) that outlive a deletion are killed with their execd.
 # Idempotent: with nothing running it says so and exits 0. Cell files, logs, the spool and the
 # accounting file stay in place, so the next start.sh is a warm start (job ids continue).
 #
@@ -47,14 +46,17 @@ if our_pid qmaster > /dev/null && jobs_left; then
     jobs_left && say "jobs still listed after ${WAIT}s; stopping anyway"
 fi
 
-# Job processes still under our execd (normally none after the deletion above).
+EXECDS=("execd-${TWO_NODES[1]}" "execd-${TWO_NODES[0]}" execd)   # the two test nodes' and this host's
+# Job processes still under our execds (normally none after the deletion above).
 leftover=()
-if pid=$(our_pid execd); then
-    mapfile -t leftover < <(descendants "$pid")
-fi
+for name in "${EXECDS[@]}"; do
+    if pid=$(our_pid "$name"); then
+        mapfile -t -O "${#leftover[@]}" leftover < <(descendants "$pid")
+    fi
+done
 
 stopped=()
-for name in execd qmaster; do   # reverse start order
+for name in "${EXECDS[@]}" qmaster; do   # reverse start order
     ran=$(stop_daemon "$name" "$WAIT") && [ -n "$ran" ] && stopped+=("$ran")
 done
 

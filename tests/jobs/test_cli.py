@@ -29,7 +29,7 @@ def test_unknown_cluster_profile_names_the_known_ones(tmp_path, capsys):
 
     code = main(["run", str(REPO / "configs" / "tiny.yaml"), "--run-dir", str(tmp_path / "r"),
                  "--set", "execution.cluster=nowhere"])
-    assert code == 2 and "cluster profile 'nowhere' not found; known profiles: abci3-h200, local, local-gridengine, local-slurm, local-slurm-two-nodes, slurm-4xh100, slurm-8xh200, tsubame4-h100" in capsys.readouterr().err
+    assert code == 2 and "cluster profile 'nowhere' not found; known profiles: abci3-h200, local, local-gridengine, local-gridengine-two-nodes, local-slurm, local-slurm-two-nodes, slurm-4xh100, slurm-8xh200, tsubame4-h100" in capsys.readouterr().err
 
 
 def detect_arguments(toy_model_dir, out) -> list[str]:

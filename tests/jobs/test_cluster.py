@@ -97,9 +97,22 @@ def test_profile_errors_come_before_anything_is_submitted():
     for minutes in (0, -5):
         with pytest.raises(ConfigError, match=f"time_limit_min.train: {minutes} minutes; give a positive number"):
             load_profile("slurm-8xh200", ["partition=p", f"time_limit_min.train={minutes}"])
-    # a plain Grid Engine PE may put a job's slots on any hosts: several nodes need a whole-node type
-    with pytest.raises(ConfigError, match="needs resource_types naming a whole-node type"):
+    # a plain Grid Engine PE may put a job's slots on any hosts: several nodes need a whole-node type,
+    # or a PE of a fixed slot count per host
+    with pytest.raises(ConfigError, match="needs resource_types naming a whole-node type .* or node_parallel_environment"):
         load_profile("local-gridengine", ["train_nodes=2", "gpus_per_node=4"])
+
+
+def test_a_plain_grid_engine_asks_for_several_nodes_as_slots_of_its_node_parallel_environment():
+    profile = load_profile("local-gridengine-two-nodes", ["train_nodes=2", "cpus_per_task=3"])
+    pipeline = ClusterPipeline(from_dict(ExperimentConfig, {"name": "t", "model": {"path": "/m"}}),
+                               RunDir("/scratch/runs/t"), profile)
+    train = next(unit for unit in pipeline.units if unit.stage.name == "train")
+    script = pipeline.render(train, 1, folder="/scratch/runs/t/logs/train/1")
+    # 2 nodes x 3 CPUs: 6 slots of PE node, whose allocation_rule (3 a host, checked at submit) makes them 2 hosts
+    assert "#$ -pe node 6" in script and "qrsh -inherit -nostdin" in script, script
+    detect = next(unit for unit in pipeline.units if unit.stage.name == "detect")
+    assert "#$ -pe smp 3" in pipeline.render(detect, 1, folder="/scratch/runs/t/logs/detect/1")  # one host's CPUs: the ordinary PE
 
 
 def test_gpus_per_task_names_a_gpu_stage_and_fits_the_node():

@@ -1,4 +1,4 @@
-"""The real single-host Grid Engine of slurm_templates/local-gridengine (Son of Grid Engine 8.1.9):
+"""This host's queue of the real Grid Engine of slurm_templates/local-gridengine (Son of Grid Engine 8.1.9):
 plain jobs and array tasks run and are reported by `qacct -j`, `-hold_jid` orders jobs, exit
 statuses 100 and 99 do what Grid Engine documents, and jobs see the SGE_* / PE environment.
 
@@ -20,6 +20,7 @@ import pytest
 
 
 TIMEOUT_S = 60
+QUEUE = "all.q"  # this host's queue: a job naming none could land in nodes.q, on a test node
 QACCT_SEPARATOR = "=" * 62
 
 
@@ -28,13 +29,13 @@ def run(*cmd: str) -> subprocess.CompletedProcess:
 
 
 class Jobs:
-    """Submits jobs with qsub and deletes, at teardown, those still queued (e.g. held or in error)."""
+    """Submits jobs with qsub (to this host's queue) and deletes, at teardown, those still queued (e.g. held or in error)."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
 
     def qsub(self, *args: str) -> str:
-        done = run("qsub", "-terse", *args)
+        done = run("qsub", "-terse", "-q", QUEUE, *args)
         assert done.returncode == 0, f"qsub {' '.join(args)} failed: {done.stderr}{done.stdout}"
         job_id = done.stdout.strip().split(".")[0]  # an array answers "ID.1-3:1"
         assert job_id.isdigit(), f"qsub -terse answered {done.stdout!r}"

@@ -17,7 +17,7 @@ def two_node_executor(tmp_path) -> GridEngineExecutor:
     that its task is started by `qrsh -inherit` as on a real second node."""
     hosts = tmp_path / "hosts"
     executor = GridEngineExecutor(folder=tmp_path / "jobs")
-    executor.update_parameters(job_name="rm-two-nodes", nodes=2, cpus=2, time=5, setup=[
+    executor.update_parameters(job_name="rm-two-nodes", queue="all.q", nodes=2, cpus=2, time=5, setup=[
         f"export PYTHONPATH={REPO}",  # the functions below are this module's
         '[ -n "${RETMASK_NODE_RANK:-}" ] || { cat "$PE_HOSTFILE"; echo "localhost 1 all.q@localhost UNDEFINED"; }'
         f' > {hosts}',
