@@ -328,47 +328,37 @@ report_variables NONE" > "$CONF/exechost/$1"
     qconf -Ae "$CONF/exechost/$1" > "$LOG/qconf.log" 2>&1 ||
         fail_with_logs qmaster "qconf -Ae $1 failed: $(cat "$LOG/qconf.log")"
 }
-parallel_environment() {  # parallel_environment NAME WANT... : add it from the template, or set its values
-    local name=$1
-    shift
-    if timeout 10 qconf -sp "$name" > /dev/null 2>&1; then
-        apply "pe-$name" "-sp $name" -Mp "$name" "$@"
-        return 0
-    fi
-    normalize < /usr/share/gridengine/util/resources/pe/smp > "$CONF/pe.template"
-    mkdir -p "$CONF/pe"
-    with_values "$CONF/pe.template" "pe_name $name" "$@" > "$CONF/pe/$name"
-    qconf -Ap "$CONF/pe/$name" > "$LOG/qconf.log" 2>&1 ||
-        fail_with_logs qmaster "qconf -Ap $name failed: $(cat "$LOG/qconf.log")"
-    say "added parallel environment $name"
-}
-cluster_queue() {  # cluster_queue NAME WANT... : add it from the template, or set its values
-    local name=$1
-    shift
-    if timeout 10 qconf -sq "$name" > /dev/null 2>&1; then
-        apply "queue-$name" "-sq $name" -Mq "$name" "$@"
-        return 0
-    fi
-    # The template is what `qconf -aq` opens in an editor; this "editor" prints it and empties
-    # the file, so that qconf adds nothing (it exits 1: "error reading in file").
+template_p() { normalize < /usr/share/gridengine/util/resources/pe/smp; }   # a parallel environment's
+template_q() {   # a queue's: what `qconf -aq` opens in an editor; this "editor" prints it and empties
+    # the file, so that qconf adds nothing (it exits 1: "error reading in file")
     printf '#!/bin/sh\ncat "$1"\n: > "$1"\n' > "$CONF/print-and-empty"
     chmod 755 "$CONF/print-and-empty"
-    EDITOR=$CONF/print-and-empty timeout 10 qconf -aq "$name" 2> /dev/null |
-        normalize > "$CONF/queue.template" || true
-    grep -q '^qname ' "$CONF/queue.template" || die "qconf -aq printed no queue template"
-    mkdir -p "$CONF/queue"
-    with_values "$CONF/queue.template" "qname $name" "$@" > "$CONF/queue/$name"
-    qconf -Aq "$CONF/queue/$name" > "$LOG/qconf.log" 2>&1 ||
-        fail_with_logs qmaster "qconf -Aq $name failed: $(cat "$LOG/qconf.log")"
-    say "added queue $name"
+    EDITOR=$CONF/print-and-empty timeout 10 qconf -aq "$1" 2> /dev/null | normalize || true
+}
+configured() {  # configured p|q NAME WANT... : the parallel environment (p) or queue (q) NAME, added
+                # from its template with the wanted values, or set to them
+    local kind=$1 name=$2 key=qname what=queue
+    shift 2
+    [ "$kind" = q ] || key=pe_name what="parallel environment"
+    if timeout 10 qconf -s"$kind" "$name" > /dev/null 2>&1; then
+        apply "$kind-$name" "-s$kind $name" -M"$kind" "$name" "$@"
+        return 0
+    fi
+    "template_$kind" "$name" > "$CONF/$kind.template"
+    grep -q "^$key " "$CONF/$kind.template" || die "no template for $name (qconf -a$kind printed none)"
+    mkdir -p "$CONF/$kind"
+    with_values "$CONF/$kind.template" "$key $name" "$@" > "$CONF/$kind/$name"
+    qconf -A"$kind" "$CONF/$kind/$name" > "$LOG/qconf.log" 2>&1 ||
+        fail_with_logs qmaster "qconf -A$kind $name failed: $(cat "$LOG/qconf.log")"
+    say "added $what $name"
 }
 exec_host "$HOST"
-parallel_environment "$PE" "${PE_WANT[@]}"
-cluster_queue "$QUEUE" "${QUEUE_WANT[@]}"
+configured p "$PE" "${PE_WANT[@]}"
+configured q "$QUEUE" "${QUEUE_WANT[@]}"
 if with_nodes; then
     for node in "${TWO_NODES[@]}"; do exec_host "$node"; done
-    parallel_environment "$NODE_PE" "${NODE_PE_WANT[@]}"
-    cluster_queue "$NODE_QUEUE" "${NODE_QUEUE_WANT[@]}"
+    configured p "$NODE_PE" "${NODE_PE_WANT[@]}"
+    configured q "$NODE_QUEUE" "${NODE_QUEUE_WANT[@]}"
 fi
 
 # --- sge_execd --------------------------------------------------------------------------------
