@@ -141,7 +141,8 @@ def launch_training(run_root: str, before=(), after=(), waits_for=(), shared: di
     started = time.perf_counter()
     # the job's Python environment leads PATH, as an activated one would: a task a scheduler starts on
     # another node has the daemon's PATH, where another ninja rebuilds DeepSpeed's ops at every start
-    environment = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    environment = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable),
+                                                          os.environ.get("PATH", "")])}
     subprocess.run(accelerate_command(cfg, profile, run_root, rank, main_host, port), check=True, env=environment)
     if rank == "0":
         stages = build_stages(cfg)

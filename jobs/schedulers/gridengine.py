@@ -115,8 +115,8 @@ def check_node_parallel_environment(name: str, cpus_per_node: int) -> None:
         listed = subprocess.run(["qconf", "-spl"], capture_output=True, text=True).stdout.split()
         raise ConfigError(f"node_parallel_environment: {name!r} is not a parallel environment of this cluster "
                           f"({', '.join(listed) or 'none'})")
-    rule = re.search(r"^allocation_rule\s+(\S+)", shown.stdout, re.MULTILINE)
-    rule = rule.group(1) if rule else "?"
+    found = re.search(r"^allocation_rule\s+(\S+)", shown.stdout, re.MULTILINE)
+    rule = found.group(1) if found else "?"
     if rule != str(cpus_per_node):
         raise ConfigError(f"node_parallel_environment: {name}'s allocation_rule is {rule}; a multi-node job puts "
                           f"one node's training task on each host, with its {cpus_per_node} CPU(s) as slots, so the "
